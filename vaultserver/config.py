@@ -1,0 +1,176 @@
+"""Where Vault keeps its data, and every setting it has, each declared exactly once.
+
+The settings model below is the single declaration (name, type, default, validation, help text) that the
+CLI, the settings file, the admin API and the GUI's settings pages all read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vaultserver import APP_NAME
+from vaultserver.errors import ConfigurationError
+from vaultserver.errors import ValidationError as VaultValidationError
+
+log = logging.getLogger(__name__)
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """`--data-dir` wins over `VAULT_HOME`, which wins over the platform's application-support folder."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if env := os.environ.get("VAULT_HOME"):
+        return Path(env).expanduser().resolve()
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    """Every path inside one data dir. Names in `library/` are opaque ids, never original names."""
+
+    root: Path
+
+    @property
+    def database(self) -> Path:
+        return self.root / "vault.db"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / "settings.toml"
+
+    @property
+    def private(self) -> Path:
+        return self.root / "private"
+
+    @property
+    def library(self) -> Path:
+        return self.root / "library"
+
+    @property
+    def staging(self) -> Path:
+        # Inside library/ so that committing an item is a rename on the same file system.
+        return self.library / ".staging"
+
+    @property
+    def default_imports(self) -> Path:
+        return self.root / "imports"
+
+    @property
+    def failed(self) -> Path:
+        return self.root / "failed"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def runtime_lock(self) -> Path:
+        return self.root / ".vault.lock"
+
+    def ensure(self) -> AppPaths:
+        """Create the layout; `private/` is owner-only because it holds keys and TLS material."""
+        for path in (self.root, self.library, self.staging, self.failed, self.logs):
+            path.mkdir(parents=True, exist_ok=True)
+        self.private.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        os.chmod(self.private, PRIVATE_DIR_MODE)
+        return self
+
+
+def _setting(default: Any, help: str, *, label: str, section: str, **constraints: Any) -> Any:
+    return Field(default, description=help, json_schema_extra={"label": label, "section": section},
+                 **constraints)
+
+
+class Settings(BaseModel):
+    """All owner-editable settings. Each field is one declaration: type, default, bounds, label, help."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True, frozen=True)
+
+    import_dir: str = _setting(
+        "", "Folder watched for new photos and videos. Empty means <data dir>/imports.",
+        label="Import folder", section="storage")
+    keep_originals: bool = _setting(
+        False, "Keep each original file, encrypted, in the library after it is converted.",
+        label="Keep originals (encrypted)", section="storage")
+    workers: int = _setting(
+        2, "How many files are converted at the same time.",
+        label="Concurrent conversions", section="storage", ge=1, le=8)
+    stable_seconds: float = _setting(
+        2.0, "A new file is taken only after its size and time stamp stayed unchanged this long.",
+        label="Wait for copies to finish (s)", section="storage", ge=0.0, le=600.0)
+    rescan_seconds: float = _setting(
+        30.0, "How often the import folder is re-read in full, in case a file event was missed.",
+        label="Rescan interval (s)", section="storage", ge=1.0, le=3600.0)
+    max_attempts: int = _setting(
+        3, "How many times a file is tried before it is moved to the failed folder.",
+        label="Attempts per file", section="storage", ge=1, le=10)
+    retry_backoff_seconds: float = _setting(
+        10.0, "Wait before the first retry; doubled for each further try.",
+        label="Retry backoff (s)", section="storage", ge=0.0, le=3600.0)
+    key_rotation_days: int = _setting(
+        30, "The master key is due for rotation this many days after it was created.",
+        label="Master key rotation (days)", section="security", ge=1, le=365)
+    keystore: str = _setting(
+        "auto", "Where the master key lives: 'keychain' (the OS keychain), 'file' (a 0600 file in "
+        "private/), or 'auto' (the keychain where one works, else the file).",
+        label="Master key storage", section="security")
+
+    @field_validator("keystore")
+    @classmethod
+    def _known_keystore(cls, value: str) -> str:
+        if value not in {"auto", "keychain", "file"}:
+            raise ValueError("must be one of auto, keychain, file")
+        return value
+
+    def import_path(self, paths: AppPaths) -> Path:
+        return Path(self.import_dir).expanduser() if self.import_dir else paths.default_imports
+
+    def updated(self, **changes: Any) -> Settings:
+        """A validated copy with `changes` applied; bad values raise VALIDATION_001 naming the field."""
+        try:
+            return Settings.model_validate({**self.model_dump(), **changes})
+        except ValidationError as exc:
+            raise _validation_error(exc) from exc
+
+
+def _validation_error(exc: ValidationError) -> VaultValidationError:
+    problems = {".".join(map(str, e["loc"])): e["msg"] for e in exc.errors()}
+    return VaultValidationError("Invalid settings: " + "; ".join(f"{k}: {v}" for k, v in problems.items()),
+                                details={"fields": problems})
+
+
+def load_settings(paths: AppPaths) -> Settings:
+    """Read settings.toml; missing file means defaults. A broken file is an error, never silently reset."""
+    if not paths.settings_file.exists():
+        return Settings()
+    try:
+        raw = tomllib.loads(paths.settings_file.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"Cannot read {paths.settings_file}: {exc}") from exc
+    unknown = set(raw) - set(Settings.model_fields)
+    if unknown:
+        log.warning("Ignoring unknown settings in %s: %s", paths.settings_file, ", ".join(sorted(unknown)))
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise _validation_error(exc) from exc
+
+
+def save_settings(paths: AppPaths, settings: Settings) -> None:
+    """Write atomically so a crash never leaves a half-written settings file."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    tmp = paths.settings_file.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(settings.model_dump()), encoding="utf-8")
+    os.replace(tmp, paths.settings_file)

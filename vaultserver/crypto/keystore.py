@@ -1,0 +1,189 @@
+"""Where the master keys live: the OS keychain through `keyring` where one works, else a 0600 file.
+
+The store holds a small JSON document: the current master key id and every key still in use, each with
+its creation time. During a rotation two keys coexist until every data key has been re-wrapped, so a
+crash half way loses nothing. The keychain entry is named after an install id kept in the data dir, so
+two data dirs on one machine never share a key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from vaultserver.config import PRIVATE_FILE_MODE, AppPaths
+from vaultserver.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+KEYRING_SERVICE = "Vault media server"
+MASTER_KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    id: str
+    key: bytes
+    created_at: datetime
+
+
+@dataclass
+class KeyRing:
+    """The decoded key-store document."""
+
+    current_id: str | None = None
+    keys: dict[str, MasterKey] = field(default_factory=dict)
+
+    @property
+    def current(self) -> MasterKey:
+        if self.current_id is None or self.current_id not in self.keys:
+            raise ConfigurationError("The key store has no current master key")
+        return self.keys[self.current_id]
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "current": self.current_id,
+            "keys": {k.id: {"key": base64.b64encode(k.key).decode(), "created_at": k.created_at.isoformat()}
+                     for k in self.keys.values()},
+        })
+
+    @classmethod
+    def from_json(cls, text: str) -> KeyRing:
+        doc = json.loads(text)
+        keys = {kid: MasterKey(kid, base64.b64decode(v["key"]), datetime.fromisoformat(v["created_at"]))
+                for kid, v in doc.get("keys", {}).items()}
+        return cls(current_id=doc.get("current"), keys=keys)
+
+
+def new_master_key() -> MasterKey:
+    return MasterKey(uuid.uuid4().hex, os.urandom(MASTER_KEY_BYTES), datetime.now(UTC))
+
+
+class KeyBackend(Protocol):
+    name: str
+
+    def load(self) -> str | None: ...
+
+    def save(self, document: str) -> None: ...
+
+
+class FileBackend:
+    """A 0600 file under the 0700 private/ folder: the fallback where no OS keychain works."""
+
+    name = "file"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> str | None:
+        return self.path.read_text(encoding="utf-8") if self.path.exists() else None
+
+    def save(self, document: str) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(document)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+
+class KeychainBackend:
+    """The OS keychain (macOS Keychain, Secret Service, Windows Credential Locker) via `keyring`."""
+
+    name = "keychain"
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+
+    def load(self) -> str | None:
+        import keyring
+        return keyring.get_password(KEYRING_SERVICE, self.account)
+
+    def save(self, document: str) -> None:
+        import keyring
+        keyring.set_password(KEYRING_SERVICE, self.account, document)
+
+
+def keychain_usable() -> bool:
+    """A keyring backend counts only if it is a real, secure one (not the fail or plaintext backends)."""
+    try:
+        import keyring
+        from keyring.backends import fail
+    except ImportError:
+        return False
+    backend = keyring.get_keyring()
+    if isinstance(backend, fail.Keyring):
+        return False
+    return "plaintext" not in type(backend).__module__.lower() and backend.priority > 0
+
+
+def install_id(paths: AppPaths) -> str:
+    path = paths.private / "install-id"
+    if not path.exists():
+        FileBackend(path).save(uuid.uuid4().hex)
+    return path.read_text(encoding="utf-8").strip()
+
+
+def choose_backend(paths: AppPaths, preference: str = "auto") -> KeyBackend:
+    """Pick by preference; an existing key file always wins so a key is never orphaned by a new backend."""
+    preference = os.environ.get("VAULT_KEYSTORE", preference)
+    file_backend = FileBackend(paths.private / "master-keys.json")
+    if preference == "file" or (preference == "auto" and file_backend.path.exists()):
+        return file_backend
+    if keychain_usable():
+        return KeychainBackend(f"master-keys:{install_id(paths)}")
+    if preference == "keychain":
+        raise ConfigurationError("No usable OS keychain was found; set keystore = 'file' to use a key file")
+    return file_backend
+
+
+class KeyStore:
+    """Loads and saves the key ring through one backend; creates the first master key on demand."""
+
+    def __init__(self, backend: KeyBackend) -> None:
+        self.backend = backend
+        self._ring: KeyRing | None = None
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def ring(self) -> KeyRing:
+        if self._ring is None:
+            document = self.backend.load()
+            if document is None:
+                key = new_master_key()
+                ring = KeyRing(current_id=key.id, keys={key.id: key})
+                self.backend.save(ring.to_json())
+                log.info("Created a new master key in the %s key store", self.backend.name)
+            else:
+                try:
+                    ring = KeyRing.from_json(document)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ConfigurationError(f"The {self.backend.name} key store is unreadable: {exc}") \
+                        from exc
+            self._ring = ring
+        return self._ring
+
+    def reload(self) -> KeyRing:
+        """Drop the cached ring: another process may have rotated since it was read."""
+        self._ring = None
+        return self.ring()
+
+    def save(self, ring: KeyRing) -> None:
+        self.backend.save(ring.to_json())
+        self._ring = ring
+
+    def get(self, key_id: str) -> MasterKey:
+        try:
+            return self.ring().keys[key_id]
+        except KeyError:
+            raise ConfigurationError(f"Master key {key_id} is missing from the key store") from None

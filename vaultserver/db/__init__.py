@@ -1,0 +1,5 @@
+"""SQLModel tables and the engine: SQLite (WAL) by default, any SQLAlchemy URL via VAULT_DATABASE_URL."""
+
+from vaultserver.db.engine import Database, open_database
+
+__all__ = ["Database", "open_database"]

@@ -1,0 +1,138 @@
+"""The database tables. Schema changes go through an alembic migration in `migrations/versions/`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    username: str = Field(index=True, unique=True, max_length=64)
+    password_hash: str
+    role: str = Field(default="viewer", max_length=16)  # "admin" | "viewer"
+    is_active: bool = True
+    failed_attempts: int = 0
+    locked_until: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    last_login_at: datetime | None = None
+
+
+class DeviceSession(SQLModel, table=True):
+    """One signed-in device of one user."""
+
+    __tablename__ = "sessions"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    user_id: str = Field(foreign_key="users.id", index=True, max_length=32)
+    refresh_token_hash: str = Field(index=True, max_length=128)
+    previous_token_hash: str | None = Field(default=None, index=True, max_length=128)
+    device_name: str = Field(default="", max_length=128)
+    device_type: str = Field(default="", max_length=32)
+    ip_address: str = Field(default="", max_length=64)
+    user_agent: str = Field(default="", max_length=512)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_activity_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = Field(default=None, max_length=64)
+
+
+class MediaFile(SQLModel, table=True):
+    __tablename__ = "media_files"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    media_type: str = Field(index=True, max_length=8)  # "image" | "video"
+    original_name: str = Field(index=True, max_length=1024)
+    sha256: str = Field(index=True, unique=True, max_length=64)
+    size: int  # bytes of the original
+    stored_size: int = 0  # bytes in library/, all derivatives
+    mime_type: str = Field(default="", max_length=64)  # of what /stream serves
+    source_format: str = Field(default="", max_length=64)
+    width: int = 0
+    height: int = 0
+    duration: float | None = None
+    animated: bool = False
+    taken_at: datetime | None = Field(default=None, index=True)
+    camera_make: str | None = Field(default=None, max_length=128)
+    camera_model: str | None = Field(default=None, max_length=128)
+    status: str = Field(default="ready", index=True, max_length=16)
+    renditions: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    has_original: bool = False
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class EncryptionKey(SQLModel, table=True):
+    """A media item's data key, stored only wrapped by a master key.
+
+    purpose "hls" keys are the AES-128 keys HLS players fetch; "file" keys protect the at-rest container
+    files and are never served.
+    """
+
+    __tablename__ = "encryption_keys"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    media_id: str = Field(foreign_key="media_files.id", index=True, max_length=32)
+    purpose: str = Field(max_length=8)
+    wrapped_key: bytes
+    master_key_id: str = Field(index=True, max_length=32)
+    iv: str | None = Field(default=None, max_length=32)  # hex, HLS only
+    created_at: datetime = Field(default_factory=utcnow)
+    rotated_at: datetime | None = None
+
+
+class AccessLog(SQLModel, table=True):
+    """The audit log: one row per security-relevant event."""
+
+    __tablename__ = "access_logs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    timestamp: datetime = Field(default_factory=utcnow, index=True)
+    event: str = Field(index=True, max_length=48)
+    outcome: str = Field(default="ok", max_length=16)  # ok | denied | failed
+    user_id: str | None = Field(default=None, index=True, max_length=32)
+    username: str | None = Field(default=None, max_length=64)
+    session_id: str | None = Field(default=None, max_length=32)
+    ip_address: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=512)
+    resource: str | None = Field(default=None, max_length=1024)
+    details: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ProcessingJob(SQLModel, table=True):
+    """One file found in the import folder, from discovery to commit. Persistent across crashes."""
+
+    __tablename__ = "processing_queue"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    source_path: str = Field(index=True, max_length=4096)  # relative to the import folder
+    original_name: str = Field(max_length=1024)
+    size: int = 0
+    mtime: float = 0.0
+    sha256: str | None = Field(default=None, max_length=64)
+    media_type: str | None = Field(default=None, max_length=8)
+    status: str = Field(default="queued", index=True, max_length=16)
+    stage: str = Field(default="queued", max_length=32)
+    progress: float = 0.0
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    error: str | None = None
+    media_id: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

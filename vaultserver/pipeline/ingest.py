@@ -1,0 +1,163 @@
+"""Turning one import file into one committed, encrypted library item.
+
+Everything is written encrypted into `library/.staging/<job>/`, then committed by the library service in
+one step. The HLS key file ffmpeg must read lives in the owner-only private/ folder for the length of the
+transcode and is removed right after (ffmpeg re-reads it per variant, so a pipe cannot serve it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from vaultserver.config import PRIVATE_FILE_MODE
+from vaultserver.crypto.container import seal_bytes, seal_file
+from vaultserver.db.models import new_id
+from vaultserver.errors import MediaError
+from vaultserver.hls import KEY_SCHEME, segments, variants
+from vaultserver.pipeline import images, previews
+from vaultserver.pipeline.probe import probe
+from vaultserver.pipeline.transcode import transcode
+from vaultserver.services import Services
+from vaultserver.services.keys import NewDataKey
+from vaultserver.services.library import (
+    HLS_DIR,
+    IMAGE_FILE,
+    MASTER_PLAYLIST,
+    ORIGINAL_FILE,
+    POSTER_FILE,
+    PREVIEW_FILE,
+    THUMB_FILE,
+    MediaItem,
+    StagedItem,
+)
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+
+
+def sha256_of(path: Path, on_progress: Callable[[float], None] | None = None) -> str:
+    digest = hashlib.sha256()
+    total = max(path.stat().st_size, 1)
+    done = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1024 * 1024):
+            digest.update(block)
+            done += len(block)
+            if on_progress:
+                on_progress(done / total)
+    return digest.hexdigest()
+
+
+class Ingestor:
+    def __init__(self, services: Services, ffmpeg: Callable[[], str]) -> None:
+        self._services = services
+        self._ffmpeg = ffmpeg
+
+    def ingest(self, job_id: str, source: Path, original_name: str, sha256: str, progress: Progress,
+               cancel: threading.Event | None = None) -> MediaItem:
+        stage = self._services.paths.staging / job_id
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+        try:
+            if images.is_image(source):
+                staged = self._image(source, stage, progress)
+            else:
+                staged = self._video(job_id, source, stage, progress, cancel)
+            staged.original_name, staged.sha256 = original_name, sha256
+            staged.size = source.stat().st_size
+            if self._services.settings.current.keep_originals:
+                progress("keeping original", 0.98)
+                seal_file(source, stage / ORIGINAL_FILE, self._file_key(staged).key)
+                staged.has_original = True
+            progress("committing", 0.99)
+            return self._services.library.commit(staged, job_id)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    @staticmethod
+    def _file_key(staged: StagedItem) -> NewDataKey:
+        return next(k for k in staged.keys if k.purpose == "file")
+
+    def _image(self, source: Path, stage: Path, progress: Progress) -> StagedItem:
+        progress("converting image", 0.1)
+        result = images.convert_image(source)
+        file_key = self._services.keys.new_data_key("file")
+        progress("encrypting", 0.9)
+        seal_bytes(result.webp, stage / IMAGE_FILE, file_key.key)
+        seal_bytes(result.thumbnail, stage / THUMB_FILE, file_key.key)
+        return StagedItem(media_id=new_id(), staging_dir=stage, media_type="image",
+                          original_name="", sha256="", size=0, mime_type="image/webp",
+                          source_format=result.source_format, width=result.width, height=result.height,
+                          keys=[file_key], animated=result.animated, taken_at=result.taken_at,
+                          camera_make=result.camera_make, camera_model=result.camera_model)
+
+    def _video(self, job_id: str, source: Path, stage: Path, progress: Progress,
+               cancel: threading.Event | None) -> StagedItem:
+        progress("probing", 0.0)
+        ffmpeg = self._ffmpeg()
+        try:
+            info = probe(ffmpeg, source)
+        except MediaError as exc:
+            raise MediaError("Not a photo or video Vault can read (corrupt, truncated or unsupported)",
+                             details={"reason": exc.message, **exc.details}) from exc
+        keys = self._services.keys
+        file_key, hls_key = keys.new_data_key("file"), keys.new_data_key("hls", with_iv=True)
+        key_dir = self._services.paths.private / "transcode"
+        key_dir.mkdir(mode=0o700, exist_ok=True)
+        key_file, key_info = key_dir / f"{job_id}.key", key_dir / f"{job_id}.keyinfo"
+        hls_dir = stage / HLS_DIR
+        try:
+            _write_private(key_file, hls_key.key)
+            _write_private(key_info, f"{KEY_SCHEME}{hls_key.id}\n{key_file}\n{hls_key.iv}\n".encode())
+            outputs = transcode(ffmpeg, source, hls_dir, key_info, info,
+                                on_progress=lambda f: progress("transcoding", 0.02 + 0.9 * f), cancel=cancel)
+        finally:
+            key_file.unlink(missing_ok=True)
+            key_info.unlink(missing_ok=True)
+        progress("encrypting", 0.93)
+        renditions = self._seal_playlists(hls_dir, file_key.key)
+        seal_bytes(outputs.thumbnail_webp, stage / THUMB_FILE, file_key.key)
+        seal_bytes(previews.preview_webp(outputs), stage / PREVIEW_FILE, file_key.key)
+        seal_bytes(previews.poster_webp(outputs), stage / POSTER_FILE, file_key.key)
+        top = outputs.rungs[0]
+        return StagedItem(media_id=new_id(), staging_dir=stage, media_type="video", original_name="",
+                          sha256="", size=0, mime_type="application/vnd.apple.mpegurl",
+                          source_format=f"{info.container.split(',')[0]}/{info.video.codec}",
+                          width=top.width, height=top.height, duration=round(info.duration, 3),
+                          keys=[file_key, hls_key], renditions=renditions)
+
+    @staticmethod
+    def _seal_playlists(hls_dir: Path, file_key: bytes) -> list[dict]:
+        """Check what ffmpeg wrote (m3u8 parses it, every segment exists), then encrypt the playlists."""
+        master_path = hls_dir / "master.m3u8"
+        master_text = master_path.read_text(encoding="utf-8")
+        renditions = []
+        for variant in variants(master_text):
+            playlist_path = hls_dir / variant.uri
+            variant_text = playlist_path.read_text(encoding="utf-8")
+            segs = segments(variant_text)
+            missing = [s.uri for s in segs if not (playlist_path.parent / s.uri).is_file()]
+            if not segs or missing or any(s.key_id is None for s in segs):
+                raise RuntimeError(f"ffmpeg left an incomplete rendition {variant.uri}: missing {missing}")
+            name = Path(variant.uri).parent.name
+            width, height = variant.resolution or (0, 0)
+            renditions.append({"name": name, "width": width, "height": height, "bandwidth": variant.bandwidth,
+                               "codecs": variant.codecs, "segments": len(segs)})
+            seal_bytes(variant_text.encode(), playlist_path.with_suffix(".m3u8.vlt"), file_key)
+            playlist_path.unlink()
+        seal_bytes(master_text.encode(), hls_dir.parent / MASTER_PLAYLIST, file_key)
+        master_path.unlink()
+        return renditions
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)

@@ -1,0 +1,150 @@
+"""Watching the import folder: watchdog events plus a periodic full rescan, and a stability check.
+
+A file is queued only once it looks finished: not hidden, not a browser/Finder partial download, and its
+size and modification time unchanged for `stable_seconds` (a copy in progress keeps changing both).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from vaultserver.services.queue import QueueService
+from vaultserver.services.settings import SettingsService
+
+log = logging.getLogger(__name__)
+
+PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", ".temp", ".!qb", ".opdownload",
+                    ".icloud", "~")
+IGNORED_NAMES = {"thumbs.db", "desktop.ini", "icon\r"}
+POLL_SECONDS = 0.5
+
+
+def is_candidate(relative: Path) -> bool:
+    """Hidden files and folders, partial downloads and OS litter are never imported."""
+    if any(part.startswith(".") for part in relative.parts):
+        return False
+    name = relative.name.lower()
+    return name not in IGNORED_NAMES and not name.endswith(PARTIAL_SUFFIXES)
+
+
+class _Events(FileSystemEventHandler):
+    def __init__(self, watcher: ImportWatcher) -> None:
+        self._watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            if event.event_type in ("created", "moved"):  # a whole folder dropped in
+                self._watcher.request_rescan()
+            return
+        target = getattr(event, "dest_path", "") or event.src_path
+        self._watcher.notice(Path(os.fsdecode(target)))
+
+
+class ImportWatcher:
+    def __init__(self, settings: SettingsService, queue: QueueService) -> None:
+        self._settings = settings
+        self._queue = queue
+        self._pending: dict[Path, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._rescan = threading.Event()
+        self._observer: Observer | None = None
+        self._thread: threading.Thread | None = None
+        self.root: Path | None = None
+
+    def start(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self._stop.clear()
+        self._observer = Observer()
+        self._observer.schedule(_Events(self), str(root), recursive=True)
+        self._observer.daemon = True
+        self._observer.start()
+        self._thread = threading.Thread(target=self._run, name="vault-watcher", daemon=True)
+        self._thread.start()
+        self.request_rescan()
+        log.info("Watching %s", root)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._observer:
+            self._observer.stop()
+            self._observer.join(5)
+        if self._thread:
+            self._thread.join(5)
+        self._observer = self._thread = None
+
+    def request_rescan(self) -> None:
+        self._rescan.set()
+
+    def notice(self, path: Path) -> None:
+        with self._lock:
+            self._pending.setdefault(path, (-1, -1.0))
+
+    def scan(self, root: Path) -> int:
+        """Note every candidate file under root; returns how many were seen."""
+        seen = 0
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                self.notice(Path(dirpath) / name)
+                seen += 1
+        return seen
+
+    def check_stable(self, root: Path, stable_seconds: float, now: float | None = None) -> int:
+        """Queue the pending files that stopped changing; returns how many were queued."""
+        now = time.time() if now is None else now
+        queued = 0
+        with self._lock:
+            pending = list(self._pending.items())
+        for path, last in pending:
+            try:
+                relative = path.relative_to(root)
+                stat = path.stat()
+            except (ValueError, OSError):
+                self._forget(path)
+                continue
+            if not is_candidate(relative) or not path.is_file():
+                self._forget(path)
+                continue
+            current = (stat.st_size, stat.st_mtime)
+            if current != last:
+                with self._lock:
+                    self._pending[path] = current
+                continue
+            if now - stat.st_mtime < stable_seconds:
+                continue
+            self._forget(path)
+            if self._queue.enqueue(relative.as_posix(), path.name, stat.st_size, stat.st_mtime):
+                queued += 1
+        return queued
+
+    def _forget(self, path: Path) -> None:
+        with self._lock:
+            self._pending.pop(path, None)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def _run(self) -> None:
+        next_rescan = 0.0
+        while not self._stop.is_set():
+            settings = self._settings.current
+            if self._rescan.is_set() or time.monotonic() >= next_rescan:
+                self._rescan.clear()
+                self.scan(self.root)
+                next_rescan = time.monotonic() + settings.rescan_seconds
+            try:
+                self.check_stable(self.root, settings.stable_seconds)
+            except Exception:  # a transient DB or FS error must not stop watching
+                log.exception("Checking the import folder failed")
+            self._stop.wait(POLL_SECONDS)

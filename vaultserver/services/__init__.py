@@ -1,0 +1,40 @@
+"""THE service layer. The API, the CLI and the GUI all call these; no business rule lives anywhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vaultserver.config import AppPaths
+from vaultserver.crypto.keystore import KeyStore, choose_backend
+from vaultserver.db import Database, open_database
+from vaultserver.services.audit import AuditService
+from vaultserver.services.keys import KeyService
+from vaultserver.services.library import LibraryService
+from vaultserver.services.queue import QueueService
+from vaultserver.services.settings import SettingsService
+
+
+@dataclass
+class Services:
+    paths: AppPaths
+    db: Database
+    settings: SettingsService
+    audit: AuditService
+    keys: KeyService
+    library: LibraryService
+    queue: QueueService
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def open_services(paths: AppPaths) -> Services:
+    """Everything the front ends need, on one data dir (created and migrated if new)."""
+    paths.ensure()
+    db = open_database(paths.database)
+    settings = SettingsService(paths)
+    audit = AuditService(db)
+    store = KeyStore(choose_backend(paths, settings.current.keystore))
+    keys = KeyService(paths, db, store, settings, audit)
+    library = LibraryService(paths, db, keys, audit)
+    return Services(paths, db, settings, audit, keys, library, QueueService(db))

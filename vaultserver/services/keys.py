@@ -1,0 +1,191 @@
+"""Data keys per media item, wrapped by the master key; master-key status and crash-safe rotation.
+
+Wrapping a new key and committing it, and rotating, happen under one inter-process lock (a file lock in
+private/), so a rotation in the CLI can never retire a master key that a running server is about to use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from filelock import FileLock
+from sqlmodel import Session, col, func, select
+
+from vaultserver.config import PRIVATE_FILE_MODE, AppPaths
+from vaultserver.crypto import envelope
+from vaultserver.crypto.keystore import KeyRing, KeyStore, new_master_key
+from vaultserver.db import Database
+from vaultserver.db.models import EncryptionKey, new_id, utcnow
+from vaultserver.errors import NotFoundError
+from vaultserver.services.audit import AuditEvent, AuditService
+from vaultserver.services.settings import SettingsService
+
+log = logging.getLogger(__name__)
+
+REWRAP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class NewDataKey:
+    """A freshly generated data key, not yet stored: the pipeline encrypts with it, then commits it."""
+
+    id: str
+    purpose: str
+    key: bytes
+    iv: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    backend: str
+    master_key_id: str
+    created_at: datetime
+    rotation_due_at: datetime
+    rotation_overdue: bool
+    data_keys: int
+    master_keys_in_use: int  # more than 1 means a rotation was interrupted and will be finished
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "created_at": self.created_at.isoformat(),
+                "rotation_due_at": self.rotation_due_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    old_master_key_ids: list[str]
+    new_master_key_id: str
+    rewrapped: int
+
+
+class KeyService:
+    def __init__(self, paths: AppPaths, db: Database, store: KeyStore, settings: SettingsService,
+                 audit: AuditService) -> None:
+        self._db = db
+        self._store = store
+        self._settings = settings
+        self._audit = audit
+        self._thread_lock = threading.RLock()
+        self._file_lock = FileLock(str(paths.private / "keys.lock"), mode=PRIVATE_FILE_MODE)
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[KeyRing]:
+        """Hold the key lock and a freshly read key ring (another process may have rotated)."""
+        with self._thread_lock, self._file_lock:
+            yield self._store.reload()
+
+    def new_data_key(self, purpose: str, with_iv: bool = False) -> NewDataKey:
+        iv = envelope.new_data_key().hex() if with_iv else None
+        return NewDataKey(new_id(), purpose, envelope.new_data_key(), iv)
+
+    def add_wrapped(self, session: Session, ring: KeyRing, media_id: str, keys: list[NewDataKey]) -> None:
+        """Store keys wrapped by the current master key; call in `exclusive()`, in the commit's session."""
+        master = ring.current
+        for k in keys:
+            session.add(EncryptionKey(id=k.id, media_id=media_id, purpose=k.purpose, iv=k.iv,
+                                      wrapped_key=envelope.wrap(master.key, k.id, k.key),
+                                      master_key_id=master.id))
+
+    def data_key(self, key_id: str) -> bytes:
+        """The plaintext data key; unwrapped keys are cached (bounded) because segments are fetched often."""
+        with self._thread_lock:
+            if key_id in self._cache:
+                self._cache.move_to_end(key_id)
+                return self._cache[key_id]
+        with self._db.session() as session:
+            row = session.get(EncryptionKey, key_id)
+        if row is None:
+            raise NotFoundError("Unknown key", details={"key_id": key_id})
+        key = self._unwrap(row)
+        with self._thread_lock:
+            self._cache[key_id] = key
+            while len(self._cache) > 4096:
+                self._cache.popitem(last=False)
+        return key
+
+    def key_row(self, media_id: str, purpose: str) -> EncryptionKey:
+        with self._db.session() as session:
+            row = session.exec(select(EncryptionKey).where(EncryptionKey.media_id == media_id,
+                                                           EncryptionKey.purpose == purpose)).first()
+        if row is None:
+            raise NotFoundError("This item has no key of that kind", details={"media_id": media_id})
+        return row
+
+    def _unwrap(self, row: EncryptionKey) -> bytes:
+        if row.master_key_id not in self._store.ring().keys:  # another process rotated since we loaded
+            self._store.reload()
+        return envelope.unwrap(self._store.get(row.master_key_id).key, row.id, row.wrapped_key)
+
+    def forget(self, key_ids: list[str]) -> None:
+        with self._thread_lock:
+            for key_id in key_ids:
+                self._cache.pop(key_id, None)
+
+    def status(self) -> KeyStatus:
+        ring = self._store.ring()
+        master = ring.current
+        with self._db.session() as session:
+            count = session.exec(select(func.count()).select_from(EncryptionKey)).one()
+        due = master.created_at + timedelta(days=self._settings.current.key_rotation_days)
+        return KeyStatus(self._store.backend_name, master.id, master.created_at, due, utcnow() >= due,
+                         count, len(ring.keys))
+
+    def rotate(self) -> RotationResult:
+        """New master key; re-wrap every data key under it; only then retire the old ones."""
+        with self.exclusive() as ring:
+            old_ids = sorted(ring.keys)
+            new = new_master_key()
+            ring.keys[new.id] = new
+            ring.current_id = new.id
+            self._store.save(ring)  # both keys persisted before any row changes
+            rewrapped = self._rewrap_and_retire(ring)
+        self._audit.record(AuditEvent("keys_rotated", details={"new_master_key_id": new.id,
+                                                               "rewrapped": rewrapped}))
+        log.info("Rotated master key: %d data keys re-wrapped", rewrapped)
+        return RotationResult(old_ids, new.id, rewrapped)
+
+    def finish_interrupted_rotation(self) -> int:
+        """Called on start: a ring holding old keys means a rotation stopped half way; finish it."""
+        with self.exclusive() as ring:
+            if len(ring.keys) <= 1:
+                return 0
+            log.warning("Finishing an interrupted master-key rotation")
+            return self._rewrap_and_retire(ring)
+
+    def _rewrap_and_retire(self, ring: KeyRing) -> int:
+        master = ring.current
+        total = 0
+        while True:
+            with self._db.session() as session:
+                rows = session.exec(select(EncryptionKey).where(EncryptionKey.master_key_id != master.id)
+                                    .limit(REWRAP_BATCH)).all()
+                for row in rows:
+                    plain = envelope.unwrap(ring.keys[row.master_key_id].key, row.id, row.wrapped_key)
+                    row.wrapped_key = envelope.wrap(master.key, row.id, plain)
+                    row.master_key_id = master.id
+                    row.rotated_at = utcnow()
+                    session.add(row)
+            total += len(rows)
+            if len(rows) < REWRAP_BATCH:
+                break
+        with self._db.session() as session:
+            in_use = set(session.exec(select(EncryptionKey.master_key_id).distinct()).all())
+        for key_id in [k for k in ring.keys if k != master.id and k not in in_use]:
+            del ring.keys[key_id]
+        self._store.save(ring)
+        return total
+
+    def delete_for_media(self, session: Session, media_id: str) -> list[str]:
+        """Shred an item's keys (secure_delete overwrites the freed pages). Its ciphertext is then noise."""
+        rows = session.exec(select(EncryptionKey).where(col(EncryptionKey.media_id) == media_id)).all()
+        for row in rows:
+            session.delete(row)
+        ids = [r.id for r in rows]
+        self.forget(ids)
+        return ids

@@ -1,0 +1,321 @@
+"""The encrypted library: committing converted items atomically, listing, reading back, exporting, deleting.
+
+On disk every item is one folder `library/<id>/`; nothing there is plaintext (HLS segments are AES-128
+encrypted by ffmpeg, everything else is in the at-rest container format). An item exists only once its
+folder has been renamed into place AND its row committed; a folder without a row is swept on start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlmodel import col, func, select
+
+from vaultserver import hls
+from vaultserver.config import AppPaths
+from vaultserver.crypto.container import SealedFile
+from vaultserver.db import Database
+from vaultserver.db.models import MediaFile, ProcessingJob, utcnow
+from vaultserver.errors import NotFoundError, ValidationError, VaultError
+from vaultserver.ffmpeg import ffmpeg
+from vaultserver.services.audit import AuditEvent, AuditService
+from vaultserver.services.keys import KeyService, NewDataKey
+
+log = logging.getLogger(__name__)
+
+SORTABLE = {"created_at", "taken_at", "original_name", "size", "duration"}
+
+# What an item's folder holds. All but the HLS segments are in the at-rest container format.
+IMAGE_FILE = "image.vlt"  # the WebP served for a photo
+THUMB_FILE = "thumb.vlt"  # 300 px WebP (photo) or 320 px animated WebP (video)
+PREVIEW_FILE = "preview.vlt"  # a video's scene preview, animated WebP
+POSTER_FILE = "poster.vlt"  # a video's still frame, WebP
+ORIGINAL_FILE = "original.vlt"  # the untouched original, when the owner keeps originals
+MASTER_PLAYLIST = "master.m3u8.vlt"
+HLS_DIR = "hls"  # hls/<rung>/index.m3u8.vlt and hls/<rung>/seg_NNNNN.ts (AES-128, by ffmpeg)
+_SEALED_NAME = re.compile(r"^(?:(?:image|thumb|preview|poster|original)\.vlt|master\.m3u8\.vlt"
+                          r"|hls/[0-9]{2,4}p/index\.m3u8\.vlt)$")
+_SEGMENT_NAME = re.compile(r"^[0-9]{2,4}p/seg_[0-9]{5}\.ts$")
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """A library item as every front end sees it."""
+
+    id: str
+    type: str
+    original_name: str
+    sha256: str
+    width: int
+    height: int
+    duration: float | None
+    size: int
+    stored_size: int
+    mime_type: str
+    animated: bool
+    taken_at: datetime | None
+    camera_make: str | None
+    camera_model: str | None
+    created_at: datetime
+    status: str
+    renditions: list[dict[str, Any]]
+    has_original: bool
+
+    @classmethod
+    def from_row(cls, row: MediaFile) -> MediaItem:
+        return cls(row.id, row.media_type, row.original_name, row.sha256, row.width, row.height,
+                   row.duration, row.size, row.stored_size, row.mime_type, row.animated, row.taken_at,
+                   row.camera_make, row.camera_model, row.created_at, row.status, list(row.renditions),
+                   row.has_original)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        for name in ("taken_at", "created_at"):
+            data[name] = data[name].isoformat() if data[name] else None
+        return data
+
+
+@dataclass
+class StagedItem:
+    """A converted item sitting in its staging folder, with the keys that encrypted it."""
+
+    media_id: str
+    staging_dir: Path
+    media_type: str
+    original_name: str
+    sha256: str
+    size: int
+    mime_type: str
+    source_format: str
+    width: int
+    height: int
+    keys: list[NewDataKey]
+    duration: float | None = None
+    animated: bool = False
+    taken_at: datetime | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    renditions: list[dict[str, Any]] = field(default_factory=list)
+    has_original: bool = False
+
+
+class DuplicateContent(Exception):
+    def __init__(self, existing_id: str) -> None:
+        super().__init__(existing_id)
+        self.existing_id = existing_id
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[MediaItem]
+    total: int
+    page: int
+    limit: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.limit))
+
+
+def _tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LibraryService:
+    def __init__(self, paths: AppPaths, db: Database, keys: KeyService, audit: AuditService) -> None:
+        self._paths = paths
+        self._db = db
+        self._keys = keys
+        self._audit = audit
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def item_dir(self, media_id: str) -> Path:
+        if not media_id.isalnum():  # ids are hex; anything else is a traversal attempt
+            raise NotFoundError("No such media item", details={"id": media_id})
+        return self._paths.library / media_id
+
+    def commit(self, staged: StagedItem, job_id: str | None = None) -> MediaItem:
+        """Rename the staged folder into place, then commit row + wrapped keys (+ job) in one transaction."""
+        final = self.item_dir(staged.media_id)
+        row = MediaFile(id=staged.media_id, media_type=staged.media_type, original_name=staged.original_name,
+                        sha256=staged.sha256, size=staged.size, stored_size=_tree_size(staged.staging_dir),
+                        mime_type=staged.mime_type, source_format=staged.source_format, width=staged.width,
+                        height=staged.height, duration=staged.duration, animated=staged.animated,
+                        taken_at=staged.taken_at, camera_make=staged.camera_make,
+                        camera_model=staged.camera_model, renditions=staged.renditions,
+                        has_original=staged.has_original)
+        with self._keys.exclusive() as ring:
+            existing = self.find_by_sha256(staged.sha256)
+            if existing:
+                raise DuplicateContent(existing.id)
+            os.replace(staged.staging_dir, final)
+            _fsync_dir(self._paths.library)
+            try:
+                with self._db.session() as session:
+                    session.add(row)
+                    session.flush()
+                    self._keys.add_wrapped(session, ring, staged.media_id, staged.keys)
+                    if job_id:
+                        job = session.get(ProcessingJob, job_id)
+                        if job:
+                            job.status, job.stage, job.progress = "done", "done", 1.0
+                            job.media_id, job.finished_at, job.error = staged.media_id, utcnow(), None
+                            session.add(job)
+            except DBIntegrityError:
+                shutil.rmtree(final, ignore_errors=True)
+                existing = self.find_by_sha256(staged.sha256)
+                if existing:
+                    raise DuplicateContent(existing.id) from None
+                raise
+            except BaseException:
+                shutil.rmtree(final, ignore_errors=True)
+                raise
+        log.info("Committed %s %s (%s)", staged.media_type, staged.media_id, staged.original_name)
+        return MediaItem.from_row(row)
+
+    def sweep_orphans(self) -> int:
+        """Remove staging leftovers and folders whose commit never finished; only under the runtime lock."""
+        removed = 0
+        if self._paths.staging.exists():
+            for entry in self._paths.staging.iterdir():
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                removed += 1
+        with self._db.session() as session:
+            known = set(session.exec(select(MediaFile.id)).all())
+        for entry in self._paths.library.iterdir():
+            if entry.name.startswith(".") or entry.name in known:
+                continue
+            log.warning("Removing uncommitted library folder %s", entry.name)
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def delete(self, media_id: str, actor: str | None = None) -> None:
+        """Shred the item's keys first (its files become noise), then remove the files."""
+        with self._db.session() as session:
+            row = session.get(MediaFile, media_id)
+            if row is None:
+                raise NotFoundError("No such media item", details={"id": media_id})
+            self._keys.delete_for_media(session, media_id)
+            session.delete(row)
+        shutil.rmtree(self.item_dir(media_id), ignore_errors=True)
+        self._audit.record(AuditEvent("media_deleted", username=actor, resource=media_id,
+                                      details={"original_name": row.original_name}))
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def get(self, media_id: str) -> MediaItem:
+        with self._db.session() as session:
+            row = session.get(MediaFile, media_id) if media_id.isalnum() else None
+        if row is None:
+            raise NotFoundError("No such media item", details={"id": media_id})
+        return MediaItem.from_row(row)
+
+    def find_by_sha256(self, sha256: str) -> MediaItem | None:
+        with self._db.session() as session:
+            row = session.exec(select(MediaFile).where(MediaFile.sha256 == sha256)).first()
+        return MediaItem.from_row(row) if row else None
+
+    def list(self, *, media_type: str | None = None, q: str | None = None, sort: str = "created_at",
+             order: str = "desc", page: int = 1, limit: int = 50) -> Page:
+        if media_type not in (None, "", "all", "image", "video"):
+            raise ValidationError("type must be image, video or all", details={"type": media_type})
+        if sort not in SORTABLE or order not in ("asc", "desc") or page < 1 or not 1 <= limit <= 500:
+            raise ValidationError("Bad sort, order, page or limit",
+                                  details={"sort": sorted(SORTABLE), "order": ["asc", "desc"],
+                                           "limit": "1..500", "page": ">= 1"})
+        query = select(MediaFile)
+        if media_type in ("image", "video"):
+            query = query.where(MediaFile.media_type == media_type)
+        if q:
+            query = query.where(col(MediaFile.original_name).icontains(q))
+        column = col(getattr(MediaFile, sort))
+        if sort == "taken_at":  # undated items sort by when they were added
+            column = func.coalesce(col(MediaFile.taken_at), col(MediaFile.created_at))
+        ordering = column.desc() if order == "desc" else column.asc()
+        with self._db.session() as session:
+            total = session.exec(select(func.count()).select_from(query.subquery())).one()
+            rows = session.exec(query.order_by(ordering, col(MediaFile.id))
+                                .offset((page - 1) * limit).limit(limit)).all()
+        return Page([MediaItem.from_row(r) for r in rows], total, page, limit)
+
+    def all_items(self) -> list[MediaItem]:
+        with self._db.session() as session:
+            rows = session.exec(select(MediaFile).order_by(col(MediaFile.created_at))).all()
+        return [MediaItem.from_row(r) for r in rows]
+
+    def sealed(self, media_id: str, name: str) -> SealedFile:
+        """One at-rest file of an item (e.g. THUMB_FILE), ready to stream decrypted. Names are whitelisted."""
+        path = self.item_dir(media_id) / name
+        if not _SEALED_NAME.match(name) or not path.is_file():
+            raise NotFoundError("No such rendition", details={"id": media_id, "name": name})
+        key_row = self._keys.key_row(media_id, "file")
+        return SealedFile(path, self._keys.data_key(key_row.id))
+
+    def read(self, media_id: str, name: str) -> bytes:
+        return self.sealed(media_id, name).read_all()
+
+    def export(self, media_id: str, dest: Path) -> Path:
+        """Decrypt an item for its owner: a photo as its WebP, a video as an MP4 of its best rung.
+
+        Segments are decrypted in memory and piped into ffmpeg (stream copy), so no key touches the disk.
+        """
+        item = self.get(media_id)
+        dest = Path(dest)
+        partial = dest.with_name(dest.name + ".partial")
+        try:
+            if item.type == "image":
+                with open(partial, "wb") as fh:
+                    for piece in self.sealed(media_id, IMAGE_FILE).iter_range():
+                        fh.write(piece)
+            else:
+                self._export_video(media_id, partial)
+            os.replace(partial, dest)
+        finally:
+            partial.unlink(missing_ok=True)
+        self._audit.record(AuditEvent("media_exported", resource=media_id, details={"dest": str(dest)}))
+        return dest
+
+    def _export_video(self, media_id: str, dest: Path) -> None:
+        best = hls.variants(self.read(media_id, MASTER_PLAYLIST).decode())[0]
+        rung = Path(best.uri).parent.name
+        segs = hls.segments(self.read(media_id, f"{HLS_DIR}/{rung}/index.m3u8.vlt").decode())
+        cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "mpegts",
+               "-i", "pipe:0", "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(dest)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            for seg in segs:
+                key = self._keys.data_key(seg.key_id) if seg.key_id else None
+                data = self.segment_path(media_id, f"{rung}/{seg.uri}").read_bytes()
+                proc.stdin.write(hls.decrypt_segment(key, seg.iv, data) if key and seg.iv else data)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # ffmpeg stopped early; its exit code and message say why
+        err = proc.stderr.read()
+        if proc.wait() != 0:
+            raise VaultError("ffmpeg could not write the export", details={"ffmpeg": err.decode()[-500:]})
+
+    def segment_path(self, media_id: str, name: str) -> Path:
+        """An HLS segment (already AES-128 encrypted; served as is). `name` is "<rung>/seg_NNNNN.ts"."""
+        path = self.item_dir(media_id) / HLS_DIR / name
+        if not _SEGMENT_NAME.match(name) or not path.is_file():
+            raise NotFoundError("No such segment", details={"id": media_id, "name": name})
+        return path

@@ -1,0 +1,190 @@
+"""The persistent processing queue: which import files are waiting, being converted, done or failed.
+
+Rows survive crashes; `recover_interrupted()` puts jobs that were mid-conversion back in line. Live progress
+(percent within a stage) is kept in memory and merged into snapshots, so a progress bar does not cost a
+database write per ffmpeg tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import col, func, select
+
+from vaultserver.db import Database
+from vaultserver.db.models import ProcessingJob, utcnow
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("queued", "processing")
+FINISHED = ("done", "duplicate", "failed", "gone")
+
+
+@dataclass(frozen=True)
+class JobView:
+    id: str
+    source_path: str
+    original_name: str
+    status: str
+    stage: str
+    progress: float
+    attempts: int
+    error: str | None
+    media_id: str | None
+    next_attempt_at: datetime
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: ProcessingJob, live: tuple[str, float] | None = None) -> JobView:
+        stage, progress = live if live else (row.stage, row.progress)
+        return cls(row.id, row.source_path, row.original_name, row.status, stage, progress, row.attempts,
+                   row.error, row.media_id, row.next_attempt_at, row.created_at, row.finished_at)
+
+    def to_dict(self) -> dict:
+        data = dict(self.__dict__)
+        for name in ("next_attempt_at", "created_at", "finished_at"):
+            data[name] = data[name].isoformat() if data[name] else None
+        return data
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    queued: int = 0
+    processing: int = 0
+    done: int = 0
+    duplicate: int = 0
+    failed: int = 0
+    gone: int = 0
+
+    @property
+    def active(self) -> int:
+        return self.queued + self.processing
+
+
+class QueueService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._claim_lock = threading.Lock()
+        self._live: dict[str, tuple[str, float]] = {}
+        self.changed = threading.Condition()
+
+    def _notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    def enqueue(self, source_path: str, original_name: str, size: int, mtime: float) -> str | None:
+        """Add a job unless one for this path is already waiting or running. Returns the new job id."""
+        with self._db.session() as session:
+            existing = session.exec(select(ProcessingJob.id).where(
+                ProcessingJob.source_path == source_path, col(ProcessingJob.status).in_(ACTIVE))).first()
+            if existing:
+                return None
+            job = ProcessingJob(source_path=source_path, original_name=original_name, size=size, mtime=mtime)
+            session.add(job)
+        log.info("Queued %s", source_path)
+        self._notify()
+        return job.id
+
+    def claim(self) -> JobView | None:
+        """Take the oldest job that is due. One claim at a time, so two workers never get the same job."""
+        with self._claim_lock, self._db.session() as session:
+            job = session.exec(select(ProcessingJob).where(
+                ProcessingJob.status == "queued", col(ProcessingJob.next_attempt_at) <= utcnow())
+                .order_by(col(ProcessingJob.created_at)).limit(1)).first()
+            if job is None:
+                return None
+            job.status, job.stage, job.progress = "processing", "starting", 0.0
+            job.attempts += 1
+            job.started_at = utcnow()
+            session.add(job)
+        self._live[job.id] = ("starting", 0.0)
+        self._notify()
+        return JobView.from_row(job)
+
+    def report(self, job_id: str, stage: str, progress: float) -> None:
+        """Record progress; a new stage is also written to the database (visible to other processes)."""
+        previous = self._live.get(job_id)
+        self._live[job_id] = (stage, progress)
+        if previous is None or previous[0] != stage:
+            with self._db.session() as session:
+                job = session.get(ProcessingJob, job_id)
+                if job:
+                    job.stage, job.progress = stage, progress
+                    session.add(job)
+        self._notify()
+
+    def set_hash(self, job_id: str, sha256: str, media_type: str | None = None) -> None:
+        with self._db.session() as session:
+            job = session.get(ProcessingJob, job_id)
+            if job:
+                job.sha256 = sha256
+                job.media_type = media_type or job.media_type
+                session.add(job)
+
+    def finish(self, job_id: str, status: str, error: str | None = None, media_id: str | None = None) -> None:
+        """End a job as done/duplicate/failed/gone (done is usually written by the library's commit)."""
+        with self._db.session() as session:
+            job = session.get(ProcessingJob, job_id)
+            if job:
+                job.status, job.stage, job.error, job.finished_at = status, status, error, utcnow()
+                job.media_id = media_id or job.media_id
+                job.progress = 1.0 if status in ("done", "duplicate") else job.progress
+                session.add(job)
+        self._live.pop(job_id, None)
+        self._notify()
+
+    def retry_later(self, job_id: str, error: str, delay_seconds: float) -> None:
+        with self._db.session() as session:
+            job = session.get(ProcessingJob, job_id)
+            if job:
+                job.status, job.stage, job.error = "queued", "waiting to retry", error
+                job.next_attempt_at = utcnow() + timedelta(seconds=delay_seconds)
+                session.add(job)
+        self._live.pop(job_id, None)
+        self._notify()
+
+    def recover_interrupted(self) -> list[JobView]:
+        """Jobs left 'processing' by a crash go back in line; their attempt still counts."""
+        with self._db.session() as session:
+            rows = session.exec(select(ProcessingJob).where(ProcessingJob.status == "processing")).all()
+            for job in rows:
+                job.status, job.stage, job.next_attempt_at = "queued", "interrupted", utcnow()
+                session.add(job)
+        for job in rows:
+            log.warning("Re-queued %s, interrupted during processing", job.source_path)
+        return [JobView.from_row(r) for r in rows]
+
+    def get(self, job_id: str) -> JobView | None:
+        with self._db.session() as session:
+            row = session.get(ProcessingJob, job_id)
+        return JobView.from_row(row, self._live.get(job_id)) if row else None
+
+    def snapshot(self, recent: int = 50) -> list[JobView]:
+        """Active jobs first (oldest first), then the most recently finished ones."""
+        with self._db.session() as session:
+            active = session.exec(select(ProcessingJob).where(col(ProcessingJob.status).in_(ACTIVE))
+                                  .order_by(col(ProcessingJob.created_at))).all()
+            done = session.exec(select(ProcessingJob).where(col(ProcessingJob.status).in_(FINISHED))
+                                .order_by(col(ProcessingJob.finished_at).desc()).limit(recent)).all()
+        return [JobView.from_row(r, self._live.get(r.id)) for r in [*active, *done]]
+
+    def counts(self) -> QueueCounts:
+        with self._db.session() as session:
+            rows = session.exec(select(ProcessingJob.status, func.count())
+                                .group_by(ProcessingJob.status)).all()
+        return QueueCounts(**{status: n for status, n in rows if status in QueueCounts.__dataclass_fields__})
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the next queued job is due (0 if one is due now), None if nothing is queued."""
+        with self._db.session() as session:
+            due = session.exec(select(func.min(ProcessingJob.next_attempt_at))
+                               .where(ProcessingJob.status == "queued")).one()
+        if due is None:
+            return None
+        if due.tzinfo is None:
+            due = due.replace(tzinfo=utcnow().tzinfo)
+        return max(0.0, (due - utcnow()).total_seconds())
