@@ -49,6 +49,23 @@ def segments(variant_text: str) -> list[Segment]:
     return result
 
 
+def master_playlist(entries: list[Variant]) -> str:
+    """A master playlist for `entries`: used when ffmpeg could not measure bandwidth (very short clips)."""
+    master = m3u8.M3U8()
+    master.version = 6
+    for entry in entries:
+        info = {"bandwidth": entry.bandwidth, "codecs": entry.codecs}
+        if entry.resolution:
+            info["resolution"] = f"{entry.resolution[0]}x{entry.resolution[1]}"
+        master.add_playlist(m3u8.Playlist(entry.uri, stream_info=info, media=[], base_uri=None))
+    return master.dumps()
+
+
+def peak_bandwidth(segment_sizes: list[tuple[int, float]]) -> int:
+    """Bits per second of the densest segment, as BANDWIDTH requires."""
+    return max((int(size * 8 / max(duration, 0.001)) for size, duration in segment_sizes), default=0)
+
+
 def with_key_url(variant_text: str, key_url: str) -> str:
     """The playlist as a player should see it: the key URI pointing at `key_url` (relative or same-origin)."""
     return variant_text.replace(f'URI="{KEY_SCHEME}', f'URI="{key_url}')

@@ -19,10 +19,10 @@ from vaultserver.config import PRIVATE_FILE_MODE
 from vaultserver.crypto.container import seal_bytes, seal_file
 from vaultserver.db.models import new_id
 from vaultserver.errors import MediaError
-from vaultserver.hls import KEY_SCHEME, segments, variants
+from vaultserver.hls import KEY_SCHEME, Variant, master_playlist, peak_bandwidth, segments, variants
 from vaultserver.pipeline import images, previews
 from vaultserver.pipeline.probe import probe
-from vaultserver.pipeline.transcode import transcode
+from vaultserver.pipeline.transcode import Rung, transcode
 from vaultserver.services import Services
 from vaultserver.services.keys import NewDataKey
 from vaultserver.services.library import (
@@ -40,6 +40,7 @@ from vaultserver.services.library import (
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]
+FALLBACK_CODECS = "avc1.640028,mp4a.40.2"  # High@4.0 + AAC-LC: what the ladder's encoder settings produce
 
 
 def sha256_of(path: Path, on_progress: Callable[[float], None] | None = None) -> str:
@@ -122,7 +123,7 @@ class Ingestor:
             key_file.unlink(missing_ok=True)
             key_info.unlink(missing_ok=True)
         progress("encrypting", 0.93)
-        renditions = self._seal_playlists(hls_dir, file_key.key)
+        renditions = self._seal_playlists(hls_dir, outputs.rungs, info.has_audio, file_key.key)
         seal_bytes(outputs.thumbnail_webp, stage / THUMB_FILE, file_key.key)
         seal_bytes(previews.preview_webp(outputs), stage / PREVIEW_FILE, file_key.key)
         seal_bytes(previews.poster_webp(outputs), stage / POSTER_FILE, file_key.key)
@@ -134,24 +135,29 @@ class Ingestor:
                           keys=[file_key, hls_key], renditions=renditions)
 
     @staticmethod
-    def _seal_playlists(hls_dir: Path, file_key: bytes) -> list[dict]:
+    def _seal_playlists(hls_dir: Path, rungs: list[Rung], has_audio: bool, file_key: bytes) -> list[dict]:
         """Check what ffmpeg wrote (m3u8 parses it, every segment exists), then encrypt the playlists."""
         master_path = hls_dir / "master.m3u8"
-        master_text = master_path.read_text(encoding="utf-8")
-        renditions = []
-        for variant in variants(master_text):
-            playlist_path = hls_dir / variant.uri
+        measured = {Path(v.uri).parent.name: v for v in variants(master_path.read_text(encoding="utf-8"))}
+        entries, renditions = [], []
+        for rung in rungs:
+            playlist_path = hls_dir / rung.name / "index.m3u8"
             variant_text = playlist_path.read_text(encoding="utf-8")
             segs = segments(variant_text)
             missing = [s.uri for s in segs if not (playlist_path.parent / s.uri).is_file()]
             if not segs or missing or any(s.key_id is None for s in segs):
-                raise RuntimeError(f"ffmpeg left an incomplete rendition {variant.uri}: missing {missing}")
-            name = Path(variant.uri).parent.name
-            width, height = variant.resolution or (0, 0)
-            renditions.append({"name": name, "width": width, "height": height, "bandwidth": variant.bandwidth,
-                               "codecs": variant.codecs, "segments": len(segs)})
+                raise RuntimeError(f"ffmpeg left an incomplete rendition {rung.name}: missing {missing}")
+            # ffmpeg cannot measure bandwidth on very short clips and then leaves the variant out.
+            entry = measured.get(rung.name) or Variant(
+                f"{rung.name}/index.m3u8",
+                peak_bandwidth([((playlist_path.parent / s.uri).stat().st_size, s.duration) for s in segs]),
+                (rung.width, rung.height), FALLBACK_CODECS if has_audio else FALLBACK_CODECS.split(",")[0])
+            entries.append(entry)
+            renditions.append({"name": rung.name, "width": rung.width, "height": rung.height,
+                               "bandwidth": entry.bandwidth, "codecs": entry.codecs, "segments": len(segs)})
             seal_bytes(variant_text.encode(), playlist_path.with_suffix(".m3u8.vlt"), file_key)
             playlist_path.unlink()
+        master_text = master_playlist(entries) if len(measured) != len(rungs) else master_path.read_text()
         seal_bytes(master_text.encode(), hls_dir.parent / MASTER_PLAYLIST, file_key)
         master_path.unlink()
         return renditions

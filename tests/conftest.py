@@ -1,0 +1,146 @@
+"""Real things on a temp dir: paths, services, a pipeline, and media generated once per run by real ffmpeg."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from vaultserver.config import AppPaths, Settings, save_settings
+from vaultserver.ffmpeg import ffmpeg as find_ffmpeg
+from vaultserver.pipeline import Pipeline
+from vaultserver.services import Services, open_services
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The OS keychain is the one true outer boundary: tests use the file key store unless they mock keyring.
+os.environ["VAULT_KEYSTORE"] = "file"
+
+FAST_SETTINGS = {"stable_seconds": 0.0, "retry_backoff_seconds": 0.05, "workers": 2}
+
+
+@pytest.fixture(scope="session")
+def ffmpeg_bin() -> str:
+    return find_ffmpeg()
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> AppPaths:
+    paths = AppPaths(tmp_path / "vault").ensure()
+    save_settings(paths, Settings(**FAST_SETTINGS))
+    return paths
+
+
+@pytest.fixture
+def services(paths: AppPaths) -> Iterator[Services]:
+    services = open_services(paths)
+    yield services
+    services.close()
+
+
+@pytest.fixture
+def imports(services: Services) -> Path:
+    root = services.settings.current.import_path(services.paths)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture
+def run_pipeline(services: Services):
+    """Process everything in the import folder, like `vaultserver process --once`."""
+    def run(timeout: float = 300) -> None:
+        assert Pipeline(services).process_once(timeout=timeout), "pipeline did not finish in time"
+    return run
+
+
+class MediaFactory:
+    """Generates small real media with the bundled ffmpeg and Pillow, cached for the whole test run."""
+
+    def __init__(self, root: Path, ffmpeg: str) -> None:
+        self.root = root
+        self.ffmpeg = ffmpeg
+
+    def _cached(self, name: str, make) -> Path:
+        path = self.root / name
+        if not path.exists():
+            partial = path.with_name("partial-" + name)
+            make(partial)
+            partial.rename(path)
+        return path
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([self.ffmpeg, "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+    def video(self, seconds: float = 2, size: str = "640x360", fmt: str = "mp4", audio: bool = True,
+              rate: int = 25, codec: str = "libx264", pix_fmt: str = "yuv420p",
+              extra: tuple = ()) -> Path:
+        tag = "_".join(map(str, (seconds, size, rate, audio, codec, pix_fmt, *extra)))
+        name = f"v_{abs(hash(tag))}.{fmt}"
+
+        def make(dest: Path) -> None:
+            args = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+            if audio:
+                args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
+            args += ["-t", str(seconds), "-c:v", codec, "-pix_fmt", pix_fmt, *extra]
+            if codec == "libx264":
+                args += ["-preset", "ultrafast"]
+            if audio:
+                args += ["-c:a", "libopus" if fmt == "webm" else "aac"]
+            self._run(*args, "-f", {"mkv": "matroska", "m4v": "mp4"}.get(fmt, fmt), str(dest))
+        return self._cached(name, make)
+
+    def rotated_video(self, degrees: int = 90) -> Path:
+        source = self.video(seconds=2, size="640x360")
+        return self._cached(f"rotated_{degrees}.mp4", lambda dest: self._run(
+            "-display_rotation", str(degrees), "-i", str(source), "-c", "copy", "-f", "mp4", str(dest)))
+
+    def hdr_video(self) -> Path:
+        return self.video(seconds=2, size="320x240", fmt="mkv", audio=False, pix_fmt="yuv420p10le",
+                          extra=("-bsf:v", "h264_metadata=transfer_characteristics=16:colour_primaries=9:"
+                                 "matrix_coefficients=9"))
+
+    def vfr_video(self) -> Path:
+        def make(dest: Path) -> None:
+            self._run("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "3",
+                      "-vf", "setpts='if(lt(N,30),N/30,1+(N-30)/10)/TB'", "-fps_mode", "vfr",
+                      "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mp4",
+                      str(dest))
+        return self._cached("vfr.mp4", make)
+
+    def image(self, name: str, size: tuple[int, int] = (640, 480), mode: str = "RGB",
+              fmt: str | None = None, **save_args) -> Path:
+        def make(dest: Path) -> None:
+            base = Image.radial_gradient("L").resize(size)
+            pictures = {
+                "RGB": lambda: Image.merge("RGB", (base, base.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+                                                   base.transpose(Image.Transpose.FLIP_TOP_BOTTOM))),
+                "RGBA": lambda: Image.merge("RGBA", (base, base, base, base)),
+                "CMYK": lambda: Image.merge("CMYK", (base, base, base, Image.new("L", size, 20))),
+                "I;16": lambda: base.point(lambda v: v * 256).convert("I").convert("I;16"),
+                "L": lambda: base,
+                "P": lambda: base.convert("P"),
+            }
+            pictures[mode]().save(dest, fmt or name.rsplit(".", 1)[-1].upper().replace("JPG", "JPEG"),
+                                  **save_args)
+        return self._cached(name, make)
+
+    def animated_gif(self, frames: int = 5) -> Path:
+        def make(dest: Path) -> None:
+            images = [Image.new("RGB", (120, 80), (i * 50 % 256, 80, 200 - i * 30)) for i in range(frames)]
+            images[0].save(dest, "GIF", save_all=True, append_images=images[1:], duration=120, loop=0)
+        return self._cached(f"anim_{frames}.gif", make)
+
+    def copy_into(self, source: Path, folder: Path, name: str | None = None) -> Path:
+        dest = folder / (name or source.name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory, ffmpeg_bin: str) -> MediaFactory:
+    return MediaFactory(tmp_path_factory.mktemp("media"), ffmpeg_bin)

@@ -1,0 +1,78 @@
+"""Checks shared by tests: playing stored HLS with ffmpeg like a player would, and scanning for plaintext."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaultserver import hls
+from vaultserver.services import Services
+from vaultserver.services.library import HLS_DIR, MASTER_PLAYLIST
+
+# Leading bytes of every media format Vault might write in the clear by mistake.
+MAGIC = {
+    "jpeg": b"\xff\xd8\xff", "png": b"\x89PNG", "gif": b"GIF8", "webp": b"RIFF",
+    "mkv/webm": b"\x1a\x45\xdf\xa3", "bmp": b"BM",
+    "tiff-le": b"II*\x00", "tiff-be": b"MM\x00*", "playlist": b"#EXTM3U",
+}
+
+
+def plaintext_findings(library: Path) -> list[str]:
+    """Every file in library/ that looks like media (magic number, MP4 box, or an MPEG-TS packet train)."""
+    findings = []
+    for path in library.rglob("*"):
+        if not path.is_file():
+            continue
+        head = path.read_bytes()[:4096]
+        for kind, magic in MAGIC.items():
+            if head.startswith(magic):
+                findings.append(f"{path.name}: {kind}")
+        if head[4:8] in (b"ftyp", b"moov", b"mdat"):
+            findings.append(f"{path.name}: mp4")
+        if len(head) >= 188 * 3 and all(head[i * 188] == 0x47 for i in range(3)):
+            findings.append(f"{path.name}: mpeg-ts")
+        if b"\x00\x00\x01\xb3" in head or b"\x00\x00\x00\x01\x67" in head:
+            findings.append(f"{path.name}: h264/mpeg start code")
+    return findings
+
+
+@dataclass(frozen=True)
+class Decoded:
+    frames: int
+    seconds: float
+    width: int
+    height: int
+    pix_fmt: str
+    has_audio: bool
+
+
+def play_hls(services: Services, media_id: str, workdir: Path, ffmpeg: str,
+             rung: str | None = None) -> Decoded:
+    """Decode a stored rendition with ffmpeg, fetching the key as a player would (from a key file here)."""
+    library = services.library
+    variants = hls.variants(library.read(media_id, MASTER_PLAYLIST).decode())
+    uri = next(v.uri for v in variants if rung is None or v.uri.startswith(f"{rung}/"))
+    rung_name = uri.split("/")[0]
+    text = library.read(media_id, f"{HLS_DIR}/{rung_name}/index.m3u8.vlt").decode()
+    key_id = hls.segments(text)[0].key_id
+    workdir.mkdir(parents=True, exist_ok=True)
+    key_file = workdir / "key.bin"
+    key_file.write_bytes(services.keys.data_key(key_id))
+    segment_dir = library.item_dir(media_id) / HLS_DIR / rung_name
+    text = text.replace(f"{hls.KEY_SCHEME}{key_id}", key_file.as_uri())
+    text = re.sub(r"^(seg_\d+\.ts)$", lambda m: (segment_dir / m[1]).as_uri(), text, flags=re.M)
+    playlist = workdir / "play.m3u8"
+    playlist.write_text(text)
+    result = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-allowed_extensions", "ALL", "-protocol_whitelist",
+         "file,crypto,data", "-i", str(playlist), "-f", "null", "-"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    frames = int(re.findall(r"frame=\s*(\d+)", result.stderr)[-1])
+    h, m, s = re.findall(r"time=(\d+):(\d+):([\d.]+)", result.stderr)[-1]
+    video = re.search(r"Stream #0:\d+.*Video: h264.*?, (yuv[^,(]+).*?, (\d+)x(\d+)", result.stderr)
+    assert video, result.stderr
+    return Decoded(frames, int(h) * 3600 + int(m) * 60 + float(s), int(video[2]), int(video[3]), video[1],
+                   "Audio: aac" in result.stderr)
