@@ -70,13 +70,17 @@ def _exif_text(value: object) -> str | None:
 def _metadata(im: Image.Image) -> tuple[datetime | None, str | None, str | None]:
     exif = im.getexif()
     make, model = _exif_text(exif.get(ExifTags.Base.Make)), _exif_text(exif.get(ExifTags.Base.Model))
-    raw = exif.get_ifd(_EXIF_IFD).get(ExifTags.Base.DateTimeOriginal) or exif.get(ExifTags.Base.DateTime)
+    exif_ifd = exif.get_ifd(_EXIF_IFD)
+    raw = exif_ifd.get(ExifTags.Base.DateTimeOriginal) or exif.get(ExifTags.Base.DateTime)
+    offset = _exif_text(exif_ifd.get(ExifTags.Base.OffsetTimeOriginal))
     taken = None
     if text := _exif_text(raw):
         try:
-            taken = datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S")
+            taken = datetime.strptime(text[:19] + (offset or "+00:00"), "%Y:%m:%d %H:%M:%S%z")
         except ValueError:
-            log.debug("Unparseable EXIF date %r", text)
+            log.debug("Unparseable EXIF date %r %r", text, offset)
+    # Without an offset the camera's wall-clock time is kept as is (stored as if UTC): the gallery shows
+    # the time the photo says, not one shifted by the server's zone.
     return taken, make, model
 
 
