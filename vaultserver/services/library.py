@@ -61,6 +61,7 @@ class MediaItem:
     size: int
     stored_size: int
     mime_type: str
+    source_format: str
     animated: bool
     taken_at: datetime | None
     camera_make: str | None
@@ -73,7 +74,7 @@ class MediaItem:
     @classmethod
     def from_row(cls, row: MediaFile) -> MediaItem:
         return cls(row.id, row.media_type, row.original_name, row.sha256, row.width, row.height,
-                   row.duration, row.size, row.stored_size, row.mime_type, row.animated, row.taken_at,
+                   row.duration, row.size, row.stored_size, row.mime_type, row.source_format, row.animated, row.taken_at,
                    row.camera_make, row.camera_model, row.created_at, row.status, list(row.renditions),
                    row.has_original)
 
