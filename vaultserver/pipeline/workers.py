@@ -82,8 +82,9 @@ class WorkerPool:
             job = queue.claim()
             if job is None:
                 wait = queue.next_due_in()
-                with queue.changed:
-                    queue.changed.wait(timeout=min(wait if wait is not None else 5.0, 5.0) or 0.05)
+                with queue.changed:  # _stop is checked under the lock stop() notifies with: no lost wake-up
+                    if not self._stop.is_set():
+                        queue.changed.wait(timeout=min(wait if wait is not None else 5.0, 5.0) or 0.05)
                 continue
             try:
                 self.process(job)
