@@ -61,7 +61,8 @@ def test_exif_orientation_is_applied_and_metadata_kept_but_gps_stripped(media, i
 
 
 def test_large_photos_fit_within_3840x2160_either_way_round(media, imports, run_pipeline, services):
-    item, picture = ingest(media, imports, run_pipeline, services, media.image("pano.jpg", size=(12000, 2000)))
+    pano = media.image("pano.jpg", size=(12000, 2000))
+    item, picture = ingest(media, imports, run_pipeline, services, pano)
     assert picture.size == (3840, 640)
     assert images._fit_box(3000, 4000, 3840, 2160) == (2160, 2880)  # portrait: short side <= 2160
 

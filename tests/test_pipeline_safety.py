@@ -164,7 +164,8 @@ def test_kill_9_during_processing_loses_nothing(media, paths, tmp_path):
     assert sorted(i["original_name"] for i in listing) == ["k.jpg", "long.mp4"]
     assert not video.exists() and not photo.exists()
     assert list(paths.staging.iterdir()) == [] and list((paths.private / "transcode").glob("*")) == []
-    assert {p.name for p in paths.library.iterdir() if not p.name.startswith(".")} == {i["id"] for i in listing}
+    stored = {p.name for p in paths.library.iterdir() if not p.name.startswith(".")}
+    assert stored == {i["id"] for i in listing}
 
 
 def test_interrupted_jobs_are_requeued_and_orphans_swept(services, imports, media, run_pipeline):

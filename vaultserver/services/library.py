@@ -74,9 +74,9 @@ class MediaItem:
     @classmethod
     def from_row(cls, row: MediaFile) -> MediaItem:
         return cls(row.id, row.media_type, row.original_name, row.sha256, row.width, row.height,
-                   row.duration, row.size, row.stored_size, row.mime_type, row.source_format, row.animated, row.taken_at,
-                   row.camera_make, row.camera_model, row.created_at, row.status, list(row.renditions),
-                   row.has_original)
+                   row.duration, row.size, row.stored_size, row.mime_type, row.source_format, row.animated,
+                   row.taken_at, row.camera_make, row.camera_model, row.created_at, row.status,
+                   list(row.renditions), row.has_original)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
