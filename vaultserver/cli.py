@@ -46,8 +46,10 @@ def _print_json(data: object) -> None:
 # --- commands ------------------------------------------------------------------------------------------
 
 def cmd_process(args: argparse.Namespace, paths: AppPaths) -> int:
+    from vaultserver.ffmpeg import ffmpeg
     from vaultserver.runtime import VaultRuntime
 
+    ffmpeg()  # a missing or broken ffmpeg is Vault's failure (exit 1), never blamed on the files
     runtime = VaultRuntime(paths)
     try:
         if not args.once:

@@ -131,6 +131,7 @@ class WorkerPool:
             log.exception("Processing %s failed", job.source_path)
             self._retry_or_quarantine(job, source, import_root, exc)
             return
+        services.queue.committed(job.id)
         self._remove_original(source, import_root)
         services.audit.record(AuditEvent("media_added", resource=item.id,
                                          details={"original_name": item.original_name, "type": item.type}))

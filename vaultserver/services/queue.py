@@ -40,7 +40,7 @@ class JobView:
 
     @classmethod
     def from_row(cls, row: ProcessingJob, live: tuple[str, float] | None = None) -> JobView:
-        stage, progress = live if live else (row.stage, row.progress)
+        stage, progress = live if live and row.status == "processing" else (row.stage, row.progress)
         return cls(row.id, row.source_path, row.original_name, row.status, stage, progress, row.attempts,
                    row.error, row.media_id, row.next_attempt_at, row.created_at, row.finished_at)
 
@@ -134,6 +134,11 @@ class QueueService:
                 job.media_id = media_id or job.media_id
                 job.progress = 1.0 if status in ("done", "duplicate") else job.progress
                 session.add(job)
+        self._live.pop(job_id, None)
+        self._notify()
+
+    def committed(self, job_id: str) -> None:
+        """The library marked the job done in its commit transaction; drop live progress and tell waiters."""
         self._live.pop(job_id, None)
         self._notify()
 

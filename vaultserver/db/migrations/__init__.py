@@ -1,0 +1,1 @@
+"""Alembic migrations: every schema change is a numbered revision in versions/."""

@@ -1,0 +1,102 @@
+"""The command line other tools drive Vault through: exact commands, exit codes and JSON shapes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from vaultserver import __version__
+
+
+def vault(data_dir, *args, env_extra=None, check=True):
+    import os
+    env = {**os.environ, **(env_extra or {})}
+    result = subprocess.run([sys.executable, "-m", "vaultserver.cli", "--data-dir", str(data_dir), *args],
+                            capture_output=True, text=True, timeout=600, env=env)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_version():
+    result = subprocess.run([sys.executable, "-m", "vaultserver.cli", "--version"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and result.stdout.strip() == f"vaultserver {__version__}"
+
+
+@pytest.mark.slow
+def test_process_list_and_export_round_trip(media, paths, tmp_path, ffmpeg_bin):
+    imports = paths.default_imports
+    media.copy_into(media.image("cli.jpg"), imports)
+    media.copy_into(media.video(seconds=2), imports, "clip.mp4")
+    (imports / "broken.mp4").write_bytes(b"nope")
+    result = vault(paths.root, "process", "--once")
+    assert "3 file(s): 2 added, 0 duplicate(s) skipped, 1 failed" in result.stdout
+    listing = json.loads(vault(paths.root, "library", "list", "--json").stdout)
+    assert {i["type"] for i in listing} == {"image", "video"}
+    required = {"id", "type", "original_name", "sha256", "width", "height", "duration", "size", "created_at",
+                "status"}
+    assert all(required <= set(i) for i in listing)
+    by_type = {i["type"]: i for i in listing}
+    assert by_type["video"]["duration"] == pytest.approx(2, abs=0.1) and by_type["image"]["duration"] is None
+
+    vault(paths.root, "library", "export", by_type["image"]["id"], str(tmp_path / "out.webp"))
+    assert Image.open(tmp_path / "out.webp").size == (640, 480)
+    vault(paths.root, "library", "export", by_type["video"]["id"], str(tmp_path / "out.mp4"))
+    probe = subprocess.run([ffmpeg_bin, "-hide_banner", "-i", str(tmp_path / "out.mp4"), "-f", "null", "-"],
+                           capture_output=True, text=True)
+    assert probe.returncode == 0 and "Video: h264" in probe.stderr and "Audio: aac" in probe.stderr
+    assert "Duration: 00:00:02" in probe.stderr
+
+
+def test_export_of_an_unknown_id_is_a_clear_error(paths):
+    result = vault(paths.root, "library", "export", "0123abcd", "/tmp/x.webp", check=False)
+    assert result.returncode == 1 and "MEDIA_001" in result.stderr and "No such media item" in result.stderr
+    result = vault(paths.root, "library", "export", "../../etc/passwd", "/tmp/x.webp", check=False)
+    assert result.returncode == 1 and "MEDIA_001" in result.stderr
+
+
+def test_keys_status_and_rotate(paths):
+    status = json.loads(vault(paths.root, "keys", "status", "--json").stdout)
+    assert status["backend"] == "file" and status["rotation_overdue"] is False
+    assert "rotation_due_at" in status
+    rotated = vault(paths.root, "keys", "rotate").stdout
+    assert "New master key" in rotated
+    assert json.loads(vault(paths.root, "keys", "status", "--json").stdout)["master_key_id"] != \
+        status["master_key_id"]
+
+
+def test_doctor_passes_on_a_healthy_install(paths):
+    result = vault(paths.root, "doctor")
+    assert "All checks passed." in result.stdout and "[ok] ffmpeg" in result.stdout
+
+
+@pytest.mark.parametrize("ffmpeg", ["/nonexistent/ffmpeg", "/bin/false"])
+def test_doctor_explains_a_missing_or_broken_ffmpeg(paths, ffmpeg):
+    result = vault(paths.root, "doctor", env_extra={"VAULT_FFMPEG": ffmpeg}, check=False)
+    assert result.returncode == 1 and "[FAIL] ffmpeg" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_process_refuses_to_start_with_a_broken_ffmpeg_and_touches_nothing(paths, media):
+    photo = media.copy_into(media.image("cli.jpg"), paths.default_imports)
+    result = vault(paths.root, "process", "--once", env_extra={"VAULT_FFMPEG": "/nonexistent/ffmpeg"},
+                   check=False)
+    assert result.returncode == 1 and "VAULT_FFMPEG" in result.stderr
+    assert photo.exists() and list(paths.failed.iterdir()) == []
+
+
+def test_a_second_processor_on_the_same_data_dir_is_refused(paths):
+    from vaultserver.runtime import VaultRuntime
+
+    runtime = VaultRuntime(paths)
+    runtime._acquire()
+    try:
+        result = vault(paths.root, "process", "--once", check=False)
+        assert result.returncode == 1 and "already running" in result.stderr
+    finally:
+        runtime._release()
+        runtime.services.close()

@@ -1,0 +1,67 @@
+"""The running service: the watch folder, stability before taking a file, pause/resume, visible progress."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from vaultserver.runtime import VaultRuntime
+
+
+def wait_for(condition, timeout=30.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def runtime(paths, services):
+    services.settings.update(stable_seconds=0.8, rescan_seconds=3600)  # events, not rescans, must do it
+    runtime = VaultRuntime(paths, services)
+    runtime.start()
+    yield runtime
+    runtime.stop()
+
+
+def test_a_photo_dropped_in_while_running_appears_in_the_library(runtime, media, services):
+    media.copy_into(media.image("live.jpg"), services.settings.current.import_path(services.paths))
+    item = wait_for(lambda: services.library.all_items())[0]
+    assert item.original_name == "live.jpg"
+
+
+def test_a_file_still_being_copied_is_not_taken_until_it_stops_changing(runtime, media, services):
+    data = media.image("slow.jpg", size=(1600, 1200)).read_bytes()
+    target = services.settings.current.import_path(services.paths) / "slow.jpg"
+    with open(target, "wb") as fh:
+        for start in range(0, len(data), len(data) // 8):
+            fh.write(data[start:start + len(data) // 8])
+            fh.flush()
+            time.sleep(0.3)
+            assert services.queue.counts().queued + services.queue.counts().processing == 0
+    wait_for(lambda: services.library.all_items())
+    assert list(services.paths.failed.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_progress_is_visible_and_pause_holds_work(runtime, media, services):
+    runtime.pipeline.workers.pause()
+    imports = services.settings.current.import_path(services.paths)
+    media.copy_into(media.video(seconds=12, size="854x480"), imports, "progress.mp4")
+    wait_for(lambda: services.queue.counts().queued == 1)
+    time.sleep(0.5)
+    assert services.queue.counts().processing == 0
+    seen = set()
+    runtime.pipeline.workers.resume()
+
+    def finished():
+        for job in services.queue.snapshot():
+            seen.add((job.stage, round(job.progress, 1)))
+        return services.queue.counts().done == 1
+    wait_for(finished, timeout=120, interval=0.02)
+    transcoding = sorted(p for stage, p in seen if stage == "transcoding")
+    assert len(transcoding) >= 2 and 0 < transcoding[-1] <= 1
+    assert "done" in {stage for stage, _ in seen}
