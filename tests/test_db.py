@@ -24,4 +24,5 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(services):
 def test_required_tables_exist(services):
     with services.db.engine.connect() as conn:
         tables = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
-    assert {"users", "sessions", "media_files", "encryption_keys", "access_logs", "processing_queue"} <= tables
+    required = {"users", "sessions", "media_files", "encryption_keys", "access_logs", "processing_queue"}
+    assert required <= tables
