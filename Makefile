@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint migration clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+migration: $(STAMP)
+	$(BIN)/python -c "import os, sys, tempfile; from alembic import command; \
+	from vaultserver.db.engine import alembic_config; \
+	cfg = alembic_config('sqlite:///' + os.path.join(tempfile.mkdtemp(), 'scratch.db')); \
+	command.upgrade(cfg, 'head'); command.revision(cfg, message=sys.argv[1], autogenerate=True)" "$(MSG)"
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -24,6 +24,11 @@ def test_every_setting_has_a_label_a_section_and_help():
         assert field.description and extra.get("label") and extra.get("section"), name
 
 
+def test_every_setting_is_documented_in_the_readme():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert [name for name in Settings.model_fields if f"| `{name}` |" not in readme] == []
+
+
 def test_bad_values_are_rejected_with_the_field_named_and_nothing_saved(services):
     before = services.paths.settings_file.read_text()
     with pytest.raises(ValidationError) as caught:
