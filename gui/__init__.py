@@ -1,1 +1,1 @@
-"""The PySide6 menu-bar app: a thin skin over `vaultserver` (runtime and services). Never the other way round."""
+"""The PySide6 menu-bar app: a thin skin over `vaultserver` (its runtime and services), never the reverse."""

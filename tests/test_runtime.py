@@ -22,7 +22,7 @@ def wait_for(condition, timeout=30.0, interval=0.05):
 def runtime(paths, services):
     services.settings.update(stable_seconds=0.8, rescan_seconds=3600)  # events, not rescans, must do it
     runtime = VaultRuntime(paths, services)
-    runtime.start()
+    runtime.start(serve=False)
     yield runtime
     runtime.stop()
 

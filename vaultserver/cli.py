@@ -33,8 +33,9 @@ def _setup_logging(paths: AppPaths, verbose: bool, quiet: bool = True) -> None:
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(console)
     paths.logs.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.handlers.RotatingFileHandler(paths.logs / "vault.log", maxBytes=5_000_000,
-                                                        backupCount=3, encoding="utf-8")
+    file_handler = logging.handlers.RotatingFileHandler(
+        paths.logs / "vault.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
+    )
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
 
@@ -44,6 +45,7 @@ def _print_json(data: object) -> None:
 
 
 # --- commands ------------------------------------------------------------------------------------------
+
 
 def cmd_process(args: argparse.Namespace, paths: AppPaths) -> int:
     from vaultserver.ffmpeg import ffmpeg
@@ -58,24 +60,93 @@ def cmd_process(args: argparse.Namespace, paths: AppPaths) -> int:
         runtime.process_once()
         after = runtime.services.queue.counts()
         added, dup, failed = (getattr(after, f) - getattr(before, f) for f in ("done", "duplicate", "failed"))
-        print(f"Processed {added + dup + failed} file(s): {added} added, {dup} duplicate(s) skipped, "
-              f"{failed} failed" + (f" (moved to {paths.failed})" if failed else ""))
+        print(
+            f"Processed {added + dup + failed} file(s): {added} added, {dup} duplicate(s) skipped, "
+            f"{failed} failed" + (f" (moved to {paths.failed})" if failed else "")
+        )
         print(f"Library: {len(runtime.services.library.all_items())} item(s)")
         return 0
     finally:
         runtime.close()
 
 
-def _run_until_signal(runtime) -> int:
+def _run_until_signal(runtime, serve: bool = False, host: str | None = None, port: int | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    runtime.start()
-    print(f"Vault is watching {runtime.services.settings.current.import_path(runtime.paths)} "
-          f"(data in {runtime.paths.root}). Press Ctrl-C to stop.", flush=True)
-    while not stop.wait(1.0):
+    runtime.start(serve=serve, host=host, port=port)
+    where = f"serving {runtime.endpoint.url} and " if runtime.endpoint else ""
+    print(
+        f"Vault is {where}watching {runtime.services.settings.current.import_path(runtime.paths)} "
+        f"(data in {runtime.paths.root}). Press Ctrl-C to stop.",
+        flush=True,
+    )
+    while not stop.wait(0.5):
         pass
     runtime.stop()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, paths: AppPaths) -> int:
+    from vaultserver.ffmpeg import ffmpeg
+    from vaultserver.runtime import VaultRuntime
+
+    ffmpeg()
+    runtime = VaultRuntime(paths)
+    try:
+        return _run_until_signal(runtime, serve=True, host=args.host, port=args.port)
+    finally:
+        runtime.close()
+
+
+def _password_from_stdin() -> str:
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise VaultError("Give the password on standard input (--password-stdin)", code="VALIDATION_001")
+    return password
+
+
+def cmd_user(args: argparse.Namespace, services: Services) -> int:
+    users = services.users
+    if args.user_command == "add":
+        user = users.create(
+            args.name, _password_from_stdin(), "admin" if args.admin else "viewer", "owner (cli)"
+        )
+        print(f"Created {user.role} {user.username}")
+    elif args.user_command == "list":
+        for user in users.list():
+            state = "active" if user.is_active else "disabled"
+            print(f"{user.username:24} {user.role:7} {state:8} last sign-in {user.last_login_at or 'never'}")
+    elif args.user_command == "passwd":
+        user = users.by_name(args.name)
+        users.update(user.id, password=_password_from_stdin(), actor="owner (cli)")
+        ended = services.sessions.revoke_all_for_user(user.id, "password_changed")
+        print(f"Password changed for {user.username}; {ended} session(s) signed out")
+    elif args.user_command == "disable":
+        user = users.by_name(args.name)
+        users.update(user.id, is_active=False, actor="owner (cli)")
+        ended = services.sessions.revoke_all_for_user(user.id, "account_disabled")
+        print(f"Disabled {user.username}; {ended} session(s) signed out")
+    return 0
+
+
+def cmd_sessions(args: argparse.Namespace, services: Services) -> int:
+    sessions = services.sessions
+    if args.sessions_command == "list":
+        for s in sessions.list():
+            print(
+                f"{s.id}  {s.username:16} {s.device_name or s.device_type or '-':20} {s.ip_address:15} "
+                f"last active {s.last_activity_at:%Y-%m-%d %H:%M}"
+            )
+        return 0
+    if args.user:
+        count = sessions.revoke_all_for_user(services.users.by_name(args.user).id, "signed_out_by_owner")
+        print(f"Signed out {count} session(s) of {args.user}")
+    elif args.id:
+        sessions.revoke(args.id, "signed_out_by_owner")
+        print(f"Signed out session {args.id}")
+    else:
+        raise VaultError("Name a session ID or --user NAME", code="VALIDATION_001")
     return 0
 
 
@@ -134,18 +205,21 @@ def cmd_launch(args: argparse.Namespace, paths: AppPaths) -> int:
     """The menu-bar app where there is a display and it is installed, else the headless service."""
     try:
         import gui.app  # noqa: F401
+
         display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
         has_gui = sys.platform == "darwin" or bool(display)
     except ImportError:
         has_gui = False
     if has_gui:
         from gui.app import main as gui_main
+
         return gui_main(["--data-dir", str(paths.root)])
-    args.once = False
-    return cmd_process(args, paths)
+    args.host = args.port = None
+    return cmd_serve(args, paths)
 
 
 # --- parser --------------------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaultserver", description="Vault, the private home media server.")
@@ -156,7 +230,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     process = sub.add_parser("process", help="convert what is in the import folder")
     process.add_argument("--once", action="store_true", help="process everything now, wait, print a summary")
-    sub.add_parser("serve", help="run headless: watch the import folder and serve the gallery")
+    serve = sub.add_parser(
+        "serve", help="run headless: serve the gallery over HTTPS, watch the import folder"
+    )
+    serve.add_argument("--host", help="listen address (default from settings: 0.0.0.0)")
+    serve.add_argument(
+        "--port", type=int, help="HTTPS port (default from settings: 1027; 0 picks a free one)"
+    )
+
+    user = sub.add_parser("user", help="add, list, change or disable accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create an account (password read from stdin)")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="an administrator (the owner)")
+    add.add_argument("--password-stdin", action="store_true", required=True)
+    user_sub.add_parser("list", help="list accounts")
+    passwd = user_sub.add_parser("passwd", help="set a new password (read from stdin)")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", required=True)
+    disable = user_sub.add_parser("disable", help="disable an account and sign it out everywhere")
+    disable.add_argument("name")
+
+    sessions = sub.add_parser("sessions", help="list or end signed-in devices")
+    sessions_sub = sessions.add_subparsers(dest="sessions_command", required=True)
+    sessions_sub.add_parser("list", help="active sessions of every user")
+    revoke = sessions_sub.add_parser("revoke", help="sign out one session, or every session of a user")
+    revoke.add_argument("id", nargs="?")
+    revoke.add_argument("--user")
     sub.add_parser("launch", help="the menu-bar app where there is a display, else `serve`")
 
     library = sub.add_parser("library", help="list, export or delete library items")
@@ -180,11 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SERVICE_COMMANDS: dict[str, Callable[[argparse.Namespace, Services], int]] = {
-    "library": cmd_library, "keys": cmd_keys,
+    "library": cmd_library,
+    "keys": cmd_keys,
+    "user": cmd_user,
+    "sessions": cmd_sessions,
 }
 PATH_COMMANDS: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
-    "process": cmd_process, "doctor": cmd_doctor, "launch": cmd_launch,
-    "serve": lambda args, paths: cmd_process(argparse.Namespace(**{**vars(args), "once": False}), paths),
+    "process": cmd_process,
+    "doctor": cmd_doctor,
+    "launch": cmd_launch,
+    "serve": cmd_serve,
 }
 
 

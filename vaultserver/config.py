@@ -6,6 +6,7 @@ CLI, the settings file, the admin API and the GUI's settings pages all read.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import tomllib
@@ -126,6 +127,44 @@ class Settings(BaseModel):
         "auto", "Where the master key lives: 'keychain' (the OS keychain), 'file' (a 0600 file in "
         "private/), or 'auto' (the keychain where one works, else the file).",
         label="Master key storage", section="security")
+
+    port: int = _setting(
+        1027, "HTTPS port the gallery is served on.", label="Port", section="network", ge=1, le=65535)
+    host: str = _setting(
+        "0.0.0.0", "Address to listen on: 0.0.0.0 for every interface, 127.0.0.1 for this Mac only.",
+        label="Listen address", section="network")
+    allowed_networks: list[str] = _setting(
+        ["127.0.0.1/32", "::1/128", "192.168.1.0/24"],
+        "Networks whose devices may connect (CIDR). Everyone else gets 403 before anything else happens.",
+        label="Allowed networks", section="network")
+    vpn_subnet: str = _setting(
+        "10.8.0.0/24", "The home OpenVPN subnet; its devices are allowed too. Empty to turn off.",
+        label="VPN subnet", section="network")
+    allow_local_networks: bool = _setting(
+        False, "Also allow the networks this Mac is on right now (follows the Mac when it moves).",
+        label="Allow this Mac's own networks", section="network")
+    trusted_proxies: list[str] = _setting(
+        [], "Reverse proxies whose X-Forwarded-For header is believed. Empty: the header is ignored.",
+        label="Trusted proxies", section="network")
+    mdns_enabled: bool = _setting(
+        True, "Advertise Vault on the local network (Bonjour) so devices can find it by name.",
+        label="Advertise on the LAN (mDNS)", section="network")
+    idle_timeout_minutes: int = _setting(
+        30, "A device that makes no request for this long is signed out.",
+        label="Idle sign-out (minutes)", section="security", ge=1, le=24 * 60)
+    max_devices: int = _setting(
+        5, "Devices one user may be signed in on; the least recently active is signed out past this.",
+        label="Devices per user", section="security", ge=1, le=50)
+
+    @field_validator("allowed_networks", "trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(item.strip(), strict=False)) for item in value]
+
+    @field_validator("vpn_subnet")
+    @classmethod
+    def _subnet(cls, value: str) -> str:
+        return str(ipaddress.ip_network(value.strip(), strict=False)) if value.strip() else ""
 
     @field_validator("keystore")
     @classmethod

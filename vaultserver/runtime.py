@@ -1,4 +1,4 @@
-"""Composes the parts of a running Vault (pipeline now; server and discovery join here) for GUI and CLI alike.
+"""Composes the parts of a running Vault (HTTPS server, pipeline; discovery joins here) for GUI and CLI alike.
 
 Only one runtime may own a data dir at a time: a file lock says who, so a second `serve` or `process` on the
 same folder is refused with a clear message instead of two pipelines fighting over the same files.
@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 from filelock import FileLock, Timeout
 
 from vaultserver.config import AppPaths
+from vaultserver.crypto.tls import ensure_certificate
 from vaultserver.errors import VaultError
 from vaultserver.pipeline import Pipeline
+from vaultserver.server import Endpoint, HttpsServer
 from vaultserver.services import Services, open_services
 
 log = logging.getLogger(__name__)
@@ -25,12 +28,21 @@ class AlreadyRunning(VaultError):
 
 
 class VaultRuntime:
+    """Start/stop/health for everything that runs. The server is optional (`process --once` has none)."""
+
+    WATCHDOG_SECONDS = 2.0
+
     def __init__(self, paths: AppPaths, services: Services | None = None) -> None:
         self.paths = paths.ensure()
         self.services = services or open_services(paths)
         self.pipeline = Pipeline(self.services)
+        self.server: HttpsServer | None = None
         self._lock = FileLock(str(paths.runtime_lock), timeout=0)
+        self._watchdog_stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self._listen: tuple[str, int] | None = None
         self.running = False
+        self.restarts = 0
 
     def _acquire(self) -> None:
         try:
@@ -44,23 +56,67 @@ class VaultRuntime:
         (self.paths.root / ".vault.pid").unlink(missing_ok=True)
         self._lock.release()
 
-    def start(self) -> None:
+    @property
+    def endpoint(self) -> Endpoint | None:
+        return self.server.endpoint if self.server else None
+
+    def start(self, serve: bool = True, host: str | None = None, port: int | None = None) -> None:
         if self.running:
             return
         self._acquire()
         try:
             self.pipeline.start()
+            if serve:
+                settings = self.services.settings.current
+                self._listen = (host or settings.host, settings.port if port is None else port)
+                self._start_server()
+                self._watchdog_stop.clear()
+                self._watchdog = threading.Thread(target=self._watch_server, name="vault-watchdog",
+                                                  daemon=True)
+                self._watchdog.start()
         except BaseException:
+            self.pipeline.stop()
             self._release()
             raise
         self.running = True
         log.info("Vault started on %s", self.paths.root)
 
+    def _start_server(self) -> None:
+        self.server = HttpsServer(self.services, ensure_certificate(self.paths))
+        host, port = self._listen
+        endpoint = self.server.start(host, port)
+        self._listen = (host, endpoint.port)  # a restart keeps the port, even one chosen by the OS
+
+    def _watch_server(self) -> None:
+        """Restart the server thread if it dies while Vault is meant to be running."""
+        while not self._watchdog_stop.wait(self.WATCHDOG_SECONDS):
+            if self.server and not self.server.alive and self.running:
+                log.error("The HTTPS server stopped unexpectedly (%s); restarting", self.server.error)
+                self.restarts += 1
+                try:
+                    self._start_server()
+                except Exception:
+                    log.exception("Restarting the HTTPS server failed")
+
+    def restart_server(self) -> None:
+        """Apply settings that need a new listener (port, certificate)."""
+        if not self.server:
+            return
+        self.server.stop()
+        settings = self.services.settings.current
+        self._listen = (settings.host, settings.port)
+        self._start_server()
+
     def stop(self) -> None:
         if not self.running:
             return
-        self.pipeline.stop()
         self.running = False
+        self._watchdog_stop.set()
+        if self._watchdog:
+            self._watchdog.join(5)
+        if self.server:
+            self.server.stop()
+        self.pipeline.stop()
         self._release()
         log.info("Vault stopped")
 

@@ -11,7 +11,9 @@ from vaultserver.services.audit import AuditService
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
 from vaultserver.services.queue import QueueService
+from vaultserver.services.sessions import SessionService, load_signing_secret
 from vaultserver.services.settings import SettingsService
+from vaultserver.services.users import UserService
 
 
 @dataclass
@@ -23,6 +25,8 @@ class Services:
     keys: KeyService
     library: LibraryService
     queue: QueueService
+    users: UserService
+    sessions: SessionService
 
     def close(self) -> None:
         self.db.dispose()
@@ -37,4 +41,6 @@ def open_services(paths: AppPaths) -> Services:
     store = KeyStore(choose_backend(paths, settings.current.keystore))
     keys = KeyService(paths, db, store, settings, audit)
     library = LibraryService(paths, db, keys, audit)
-    return Services(paths, db, settings, audit, keys, library, QueueService(db))
+    sessions = SessionService(db, audit, settings, load_signing_secret(paths.private / "jwt.secret"))
+    return Services(paths, db, settings, audit, keys, library, QueueService(db), UserService(db, audit),
+                    sessions)

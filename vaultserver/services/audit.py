@@ -39,6 +39,9 @@ class AuditEntry:
     resource: str | None
     details: dict[str, Any]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "timestamp": self.timestamp.isoformat()}
+
 
 class AuditService:
     def __init__(self, db: Database) -> None:
@@ -50,9 +53,18 @@ class AuditService:
         log.info("audit %s %s %s %s", event.event, event.outcome, event.username or "-", event.resource or "")
 
     def recent(self, limit: int = 100, event: str | None = None) -> list[AuditEntry]:
+        return self.page(limit=limit, event=event)
+
+    def page(self, limit: int = 100, before_id: int | None = None, event: str | None = None,
+             username: str | None = None) -> list[AuditEntry]:
+        """Newest first; pass the last entry's id as `before_id` for the next page (a stable cursor)."""
         query = select(AccessLog).order_by(col(AccessLog.id).desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(col(AccessLog.id) < before_id)
         if event:
             query = query.where(AccessLog.event == event)
+        if username:
+            query = query.where(AccessLog.username == username)
         with self._db.session() as session:
             return [AuditEntry(r.id or 0, r.timestamp, r.event, r.outcome, r.username, r.ip_address,
                                r.resource, dict(r.details)) for r in session.exec(query)]

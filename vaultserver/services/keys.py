@@ -52,8 +52,11 @@ class KeyStatus:
     master_keys_in_use: int  # more than 1 means a rotation was interrupted and will be finished
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "created_at": self.created_at.isoformat(),
-                "rotation_due_at": self.rotation_due_at.isoformat()}
+        return {
+            **self.__dict__,
+            "created_at": self.created_at.isoformat(),
+            "rotation_due_at": self.rotation_due_at.isoformat(),
+        }
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,9 @@ class RotationResult:
 
 
 class KeyService:
-    def __init__(self, paths: AppPaths, db: Database, store: KeyStore, settings: SettingsService,
-                 audit: AuditService) -> None:
+    def __init__(
+        self, paths: AppPaths, db: Database, store: KeyStore, settings: SettingsService, audit: AuditService
+    ) -> None:
         self._db = db
         self._store = store
         self._settings = settings
@@ -88,9 +92,16 @@ class KeyService:
         """Store keys wrapped by the current master key; call in `exclusive()`, in the commit's session."""
         master = ring.current
         for k in keys:
-            session.add(EncryptionKey(id=k.id, media_id=media_id, purpose=k.purpose, iv=k.iv,
-                                      wrapped_key=envelope.wrap(master.key, k.id, k.key),
-                                      master_key_id=master.id))
+            session.add(
+                EncryptionKey(
+                    id=k.id,
+                    media_id=media_id,
+                    purpose=k.purpose,
+                    iv=k.iv,
+                    wrapped_key=envelope.wrap(master.key, k.id, k.key),
+                    master_key_id=master.id,
+                )
+            )
 
     def data_key(self, key_id: str) -> bytes:
         """The plaintext data key; unwrapped keys are cached (bounded) because segments are fetched often."""
@@ -109,10 +120,21 @@ class KeyService:
                 self._cache.popitem(last=False)
         return key
 
+    def hls_key(self, key_id: str) -> bytes:
+        """A video's HLS key, the only kind handed to a player; file keys are refused like unknown ids."""
+        with self._db.session() as session:
+            row = session.get(EncryptionKey, key_id)
+        if row is None or row.purpose != "hls":
+            raise NotFoundError("Unknown key", details={"key_id": key_id})
+        return self.data_key(key_id)
+
     def key_row(self, media_id: str, purpose: str) -> EncryptionKey:
         with self._db.session() as session:
-            row = session.exec(select(EncryptionKey).where(EncryptionKey.media_id == media_id,
-                                                           EncryptionKey.purpose == purpose)).first()
+            row = session.exec(
+                select(EncryptionKey).where(
+                    EncryptionKey.media_id == media_id, EncryptionKey.purpose == purpose
+                )
+            ).first()
         if row is None:
             raise NotFoundError("This item has no key of that kind", details={"media_id": media_id})
         return row
@@ -133,8 +155,15 @@ class KeyService:
         with self._db.session() as session:
             count = session.exec(select(func.count()).select_from(EncryptionKey)).one()
         due = master.created_at + timedelta(days=self._settings.current.key_rotation_days)
-        return KeyStatus(self._store.backend_name, master.id, master.created_at, due, utcnow() >= due,
-                         count, len(ring.keys))
+        return KeyStatus(
+            self._store.backend_name,
+            master.id,
+            master.created_at,
+            due,
+            utcnow() >= due,
+            count,
+            len(ring.keys),
+        )
 
     def rotate(self) -> RotationResult:
         """New master key; re-wrap every data key under it; only then retire the old ones."""
@@ -145,8 +174,9 @@ class KeyService:
             ring.current_id = new.id
             self._store.save(ring)  # both keys persisted before any row changes
             rewrapped = self._rewrap_and_retire(ring)
-        self._audit.record(AuditEvent("keys_rotated", details={"new_master_key_id": new.id,
-                                                               "rewrapped": rewrapped}))
+        self._audit.record(
+            AuditEvent("keys_rotated", details={"new_master_key_id": new.id, "rewrapped": rewrapped})
+        )
         log.info("Rotated master key: %d data keys re-wrapped", rewrapped)
         return RotationResult(old_ids, new.id, rewrapped)
 
@@ -163,8 +193,9 @@ class KeyService:
         total = 0
         while True:
             with self._db.session() as session:
-                rows = session.exec(select(EncryptionKey).where(EncryptionKey.master_key_id != master.id)
-                                    .limit(REWRAP_BATCH)).all()
+                rows = session.exec(
+                    select(EncryptionKey).where(EncryptionKey.master_key_id != master.id).limit(REWRAP_BATCH)
+                ).all()
                 for row in rows:
                     plain = envelope.unwrap(ring.keys[row.master_key_id].key, row.id, row.wrapped_key)
                     row.wrapped_key = envelope.wrap(master.key, row.id, plain)

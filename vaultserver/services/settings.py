@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vaultserver.config import AppPaths, Settings, load_settings, save_settings
+from vaultserver.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,9 @@ class SettingsService:
 
     def update(self, **changes: Any) -> Settings:
         """Validate, persist, then notify. Invalid input raises VALIDATION_001 and changes nothing."""
+        unknown = sorted(set(changes) - set(Settings.model_fields))
+        if unknown:
+            raise ValidationError("Unknown settings: " + ", ".join(unknown), details={"fields": unknown})
         with self._lock:
             old = self._current
             new = old.updated(**changes)

@@ -1,0 +1,71 @@
+"""The Quart app: the network gate first, then the blueprints, security headers on every response."""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Quart, Response, g, jsonify, request
+
+from vaultserver import __version__
+from vaultserver.api import admin, auth, errors, media, sessions
+from vaultserver.api.errors import error_response
+from vaultserver.api.gate import NetworkGate
+from vaultserver.services import Services
+from vaultserver.services.audit import AuditEvent
+
+log = logging.getLogger(__name__)
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=31536000",
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def create_app(services: Services) -> Quart:
+    app = Quart(__name__, static_folder=None)
+    app.config.update(VAULT_SERVICES=services, MAX_CONTENT_LENGTH=64 * 1024, JSON_SORT_KEYS=False)
+    gate = {"current": NetworkGate(services.settings.current)}
+    services.settings.subscribe(lambda _old, new: gate.update(current=NetworkGate(new)))  # applies live
+
+    @app.before_request
+    async def network_gate() -> Response | None:
+        address = gate["current"].client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"))
+        g.client_ip = address
+        if gate["current"].allows(address):
+            return None
+        await auth.run(
+            services.audit.record,
+            AuditEvent(
+                "network_denied",
+                "denied",
+                ip_address=str(address or request.remote_addr),
+                resource=request.path[:256],
+            ),
+        )
+        return error_response("SEC_001", "Access is limited to the home network and VPN", 403)
+
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.get("/api/health")
+    async def health() -> Response:
+        counts = await auth.run(services.queue.counts)
+        return jsonify({"status": "ok", "version": __version__, "queue": {"active": counts.active}})
+
+    for blueprint in (auth.bp, media.bp, sessions.bp, admin.bp):
+        app.register_blueprint(blueprint)
+    errors.install(app)
+    return app

@@ -1,0 +1,110 @@
+"""Administration over HTTP (admins only): users, everyone's sessions, the audit log, the queue, settings."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, g, jsonify, request
+
+from vaultserver.api.auth import _json, _text, require_auth, run, services
+from vaultserver.errors import ValidationError
+
+bp = Blueprint("admin", __name__, url_prefix="/api/admin")
+
+
+@bp.get("/users")
+@require_auth(admin=True)
+async def users() -> Response:
+    return jsonify({"users": [u.to_dict() for u in await run(services().users.list)]})
+
+
+@bp.post("/users")
+@require_auth(admin=True)
+async def create_user() -> Response:
+    body = await _json()
+    role = body.get("role", "viewer")
+    user = await run(
+        services().users.create,
+        _text(body, "username", limit=64),
+        _text(body, "password", limit=1024),
+        role if isinstance(role, str) else "",
+        g.principal.username,
+    )
+    return jsonify({"user": user.to_dict()}), 201
+
+
+@bp.patch("/users/<user_id>")
+@require_auth(admin=True)
+async def update_user(user_id: str) -> Response:
+    body = await _json()
+    changes = {k: body[k] for k in ("password", "role", "is_active") if k in body}
+    if "is_active" in changes and not isinstance(changes["is_active"], bool):
+        raise ValidationError("'is_active' must be true or false", details={"field": "is_active"})
+    s = services()
+    user = await run(s.users.update, user_id, actor=g.principal.username, **changes)
+    if changes.get("is_active") is False or "password" in changes:
+        await run(s.sessions.revoke_all_for_user, user_id, "account_changed_by_admin", None, g.principal)
+    return jsonify({"user": user.to_dict()})
+
+
+@bp.get("/sessions")
+@require_auth(admin=True)
+async def all_sessions() -> Response:
+    sessions = await run(services().sessions.list, request.args.get("user_id"))
+    return jsonify({"sessions": [s.to_dict(g.principal.session_id) for s in sessions]})
+
+
+@bp.delete("/sessions/<session_id>")
+@require_auth(admin=True)
+async def end_session(session_id: str) -> Response:
+    await run(services().sessions.revoke, session_id, "signed_out_by_admin", g.principal)
+    return jsonify({"ok": True})
+
+
+@bp.get("/audit")
+@require_auth(admin=True)
+async def audit() -> Response:
+    try:
+        before = int(request.args["cursor"]) if "cursor" in request.args else None
+        limit = min(max(int(request.args.get("limit", 100)), 1), 500)
+    except ValueError:
+        raise ValidationError("'cursor' and 'limit' must be whole numbers") from None
+    entries = await run(
+        services().audit.page,
+        limit=limit,
+        before_id=before,
+        event=request.args.get("event") or None,
+        username=request.args.get("username") or None,
+    )
+    return jsonify(
+        {
+            "entries": [e.to_dict() for e in entries],
+            "next_cursor": entries[-1].id if len(entries) == limit else None,
+        }
+    )
+
+
+@bp.get("/queue")
+@require_auth(admin=True)
+async def queue() -> Response:
+    s = services()
+    jobs, counts = await run(s.queue.snapshot), await run(s.queue.counts)
+    return jsonify({"counts": counts.__dict__, "jobs": [j.to_dict() for j in jobs]})
+
+
+@bp.get("/settings")
+@require_auth(admin=True)
+async def get_settings() -> Response:
+    return jsonify({"settings": services().settings.current.model_dump(), "schema": _schema()})
+
+
+@bp.patch("/settings")
+@require_auth(admin=True)
+async def change_settings() -> Response:
+    body = await _json()
+    updated = await run(services().settings.update, **body)
+    return jsonify({"settings": updated.model_dump()})
+
+
+def _schema() -> dict:
+    from vaultserver.config import Settings
+
+    return Settings.model_json_schema()["properties"]

@@ -1,0 +1,225 @@
+"""Media routes: the library listing, item details, pictures, HLS playlists/segments and segment keys.
+
+Bytes only ever go out through these id-based routes (never file paths). At-rest files are decrypted as a
+stream in 256 KiB pieces with Range and ETag support; HLS segments are sent as stored (already AES-128).
+Playlists are rewritten to relative URLs, so they work through any host name or address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from quart import Blueprint, Response, g, jsonify, request
+
+from vaultserver import hls
+from vaultserver.api.auth import client_ip, require_auth, run, services
+from vaultserver.errors import NotFoundError, ValidationError, VaultError
+from vaultserver.services.audit import AuditEvent
+from vaultserver.services.library import (
+    HLS_DIR,
+    IMAGE_FILE,
+    MASTER_PLAYLIST,
+    POSTER_FILE,
+    PREVIEW_FILE,
+    THUMB_FILE,
+)
+
+bp = Blueprint("media", __name__, url_prefix="/api/media")
+PIECE = 256 * 1024
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_ID = re.compile(r"^[0-9a-f]{32}$")
+PRIVATE_CACHE = "private, max-age=3600"
+
+
+def _check_id(value: str) -> str:
+    if not _ID.match(value):
+        raise NotFoundError("No such media item", details={"id": value[:64]})
+    return value
+
+
+def _int_arg(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationError(f"'{name}' must be a whole number", details={"field": name}) from None
+
+
+@bp.get("/library")
+@require_auth()
+async def library() -> Response:
+    page = await run(
+        services().library.list,
+        media_type=request.args.get("type") or None,
+        q=(request.args.get("q") or "")[:200] or None,
+        sort=request.args.get("sort", "created_at"),
+        order=request.args.get("order", "desc"),
+        page=_int_arg("page", 1),
+        limit=_int_arg("limit", 50),
+    )
+    return jsonify(
+        {
+            "items": [item.to_dict() for item in page.items],
+            "pagination": {"page": page.page, "limit": page.limit, "total": page.total, "pages": page.pages},
+        }
+    )
+
+
+@bp.get("/<media_id>")
+@require_auth()
+async def item(media_id: str) -> Response:
+    found = await run(services().library.get, _check_id(media_id))
+    return jsonify(found.to_dict())
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) for a single `bytes=` range; None for the whole file; 416 if unsatisfiable."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or (not match[1] and not match[2]):
+        return None  # malformed or multi-range: RFC 9110 allows answering with the whole body
+    if match[1]:
+        start, end = int(match[1]), int(match[2]) + 1 if match[2] else size
+    else:
+        start, end = max(size - int(match[2]), 0), size
+    if start >= size or end <= start:
+        raise VaultError(
+            "Requested range not satisfiable", code="MEDIA_004", status=416, details={"size": size}
+        )
+    return start, min(end, size)
+
+
+async def _aiter(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Pull a blocking iterator (file reads, decryption) one piece at a time on a worker thread."""
+    while True:
+        piece = await asyncio.to_thread(next, pieces, None)
+        if piece is None:
+            return
+        yield piece
+
+
+def _file_pieces(path: Path, start: int, end: int) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            piece = fh.read(min(PIECE, remaining))
+            if not piece:
+                return
+            remaining -= len(piece)
+            yield piece
+
+
+def _stream(size: int, etag: str, content_type: str, pieces, cache: str = PRIVATE_CACHE) -> Response:
+    """A 200 or 206 streaming response with ETag; `pieces(start, end)` yields the bytes."""
+    headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": cache, "Content-Type": content_type}
+    if request.headers.get("If-None-Match") == etag:
+        return Response(b"", status=304, headers=headers)
+    span = _parse_range(request.headers.get("Range"), size)
+    start, end = span or (0, size)
+    status = 206 if span else 200
+    if span:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    body = b"" if request.method == "HEAD" else _aiter(pieces(start, end))
+    return Response(body, status=status, headers=headers)
+
+
+async def _sealed(media_id: str, name: str, content_type: str) -> Response:
+    sealed = await run(services().library.sealed, _check_id(media_id), name)
+    etag = f'"{media_id}-{name.replace("/", "-")}-{int(sealed.path.stat().st_mtime)}"'
+    return _stream(sealed.size, etag, content_type, sealed.iter_range)
+
+
+async def _picture(media_id: str, video_file: str, image_file: str) -> Response:
+    found = await run(services().library.get, _check_id(media_id))
+    return await _sealed(media_id, video_file if found.type == "video" else image_file, "image/webp")
+
+
+@bp.get("/thumbnail/<media_id>")
+@require_auth()
+async def thumbnail(media_id: str) -> Response:
+    return await _picture(media_id, THUMB_FILE, THUMB_FILE)
+
+
+@bp.get("/preview/<media_id>")
+@require_auth()
+async def preview(media_id: str) -> Response:
+    return await _picture(media_id, PREVIEW_FILE, THUMB_FILE)
+
+
+@bp.get("/poster/<media_id>")
+@require_auth()
+async def poster(media_id: str) -> Response:
+    return await _picture(media_id, POSTER_FILE, IMAGE_FILE)
+
+
+def _playlist(text: str) -> Response:
+    return Response(
+        text, headers={"Content-Type": "application/vnd.apple.mpegurl", "Cache-Control": "private, no-cache"}
+    )
+
+
+@bp.get("/stream/<media_id>")
+@require_auth()
+async def stream(media_id: str) -> Response:
+    """A photo's WebP, or a video's master playlist (variant URIs relative to this URL)."""
+    found = await run(services().library.get, _check_id(media_id))
+    if found.type == "image":
+        return await _sealed(media_id, IMAGE_FILE, "image/webp")
+    master = (await run(services().library.read, media_id, MASTER_PLAYLIST)).decode()
+    return _playlist(re.sub(r"^(\d{2,4}p/index\.m3u8)$", rf"../hls/{media_id}/\1", master, flags=re.M))
+
+
+@bp.get("/hls/<media_id>/<rung>/index.m3u8")
+@require_auth()
+async def variant(media_id: str, rung: str) -> Response:
+    if not re.fullmatch(r"\d{2,4}p", rung):
+        raise NotFoundError("No such rendition", details={"rendition": rung[:16]})
+    text = (
+        await run(services().library.read, _check_id(media_id), f"{HLS_DIR}/{rung}/index.m3u8.vlt")
+    ).decode()
+    return _playlist(hls.with_key_url(text, "../../../keys/"))
+
+
+@bp.get("/hls/<media_id>/<rung>/<segment>")
+@require_auth()
+async def segment(media_id: str, rung: str, segment: str) -> Response:
+    path = await run(services().library.segment_path, _check_id(media_id), f"{rung}/{segment}")
+    stat = path.stat()
+    etag = f'"{media_id}-{rung}-{segment}-{int(stat.st_mtime)}"'
+    return _stream(stat.st_size, etag, "video/mp2t", lambda start, end: _file_pieces(path, start, end))
+
+
+@bp.get("/keys/<key_id>")
+@require_auth()
+async def key(key_id: str) -> Response:
+    """The 16-byte AES-128 key of one video, to an authorised session only; never cached; audited."""
+    s = services()
+    data = await run(s.keys.hls_key, _check_id(key_id))
+    who = g.principal
+    await run(
+        s.audit.record,
+        AuditEvent(
+            "key_fetch",
+            user_id=who.user_id,
+            username=who.username,
+            session_id=who.session_id,
+            ip_address=client_ip(),
+            resource=key_id,
+        ),
+    )
+    return Response(
+        data,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Cache-Control": "no-store",
+            "Pragma": "no-cache",
+        },
+    )

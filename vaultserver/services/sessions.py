@@ -1,0 +1,393 @@
+"""Signed-in devices: access JWTs, rotating refresh tokens, the session checks every request goes through.
+
+Access tokens are short JWTs (HS256, 15 min) naming their session; refresh tokens are opaque, stored only as
+a SHA-256 hash, and replaced on every refresh. Presenting a refresh token that was already rotated means it
+was copied: the whole session is revoked. Every authenticated request re-checks the session row (revoked,
+expired, idle), so signing a device out takes effect on its very next request; last activity is written at
+most once a minute per session, not on every segment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import jwt
+from sqlmodel import col, select
+
+from vaultserver.config import PRIVATE_FILE_MODE
+from vaultserver.db import Database
+from vaultserver.db.models import DeviceSession, User, utcnow
+from vaultserver.errors import VaultError
+from vaultserver.services.audit import AuditEvent, AuditService
+from vaultserver.services.settings import SettingsService
+from vaultserver.services.users import UserView
+
+log = logging.getLogger(__name__)
+
+ACCESS_TTL = timedelta(minutes=15)
+REFRESH_TTL = timedelta(days=7)
+ACTIVITY_WRITE_INTERVAL = 60.0
+ALGORITHM = "HS256"
+
+
+class AuthError(VaultError):
+    status = 401
+
+
+def _auth(code: str, message: str) -> AuthError:
+    return AuthError(message, code=code)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: str
+    token_type: str = "Bearer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is making this request: the checked result of a valid token and a live session."""
+
+    user_id: str
+    username: str
+    role: str
+    session_id: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class SessionView:
+    id: str
+    user_id: str
+    username: str
+    device_name: str
+    device_type: str
+    ip_address: str
+    user_agent: str
+    created_at: datetime
+    last_activity_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    revoked_reason: str | None
+
+    def to_dict(self, current_session: str | None = None) -> dict:
+        data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
+        data["current"] = self.id == current_session
+        return data
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def load_signing_secret(path: Path) -> bytes:
+    """The HS256 secret, made once and kept owner-only in private/."""
+    if not path.exists():
+        path.write_bytes(b"")
+        path.chmod(PRIVATE_FILE_MODE)
+        path.write_bytes(secrets.token_bytes(64))
+    return path.read_bytes()
+
+
+class SessionService:
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditService,
+        settings: SettingsService,
+        secret: bytes,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._db = db
+        self._audit = audit
+        self._settings = settings
+        self._secret = secret
+        self.clock = clock
+        self._activity_written: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    # --- tokens --------------------------------------------------------------------------------------
+
+    def _access_token(self, user: UserView | User, session_id: str) -> str:
+        now = self.clock()
+        claims = {
+            "sub": user.id,
+            "sid": session_id,
+            "role": user.role,
+            "jti": uuid.uuid4().hex,
+            "iat": int(now.timestamp()),
+            "exp": int((now + ACCESS_TTL).timestamp()),
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def decode(self, token: str) -> dict:
+        try:
+            return jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "sid", "sub"]},
+                leeway=0,
+                verify=True,
+            )
+        except jwt.ExpiredSignatureError:
+            raise _auth("AUTH_003", "The access token has expired") from None
+        except jwt.PyJWTError:
+            raise _auth("AUTH_002", "The access token is invalid") from None
+
+    # --- life cycle ----------------------------------------------------------------------------------
+
+    def create(
+        self,
+        user: UserView,
+        *,
+        device_name: str = "",
+        device_type: str = "",
+        ip: str = "",
+        user_agent: str = "",
+    ) -> Tokens:
+        """Sign a device in; past the device limit, the least recently active session is signed out."""
+        refresh = secrets.token_urlsafe(48)
+        now = self.clock()
+        with self._db.session() as session:
+            row = DeviceSession(
+                user_id=user.id,
+                refresh_token_hash=_hash(refresh),
+                device_name=device_name[:128],
+                device_type=device_type[:32],
+                ip_address=ip,
+                user_agent=user_agent[:512],
+                created_at=now,
+                last_activity_at=now,
+                expires_at=now + REFRESH_TTL,
+            )
+            session.add(row)
+            session.flush()
+            active = session.exec(
+                select(DeviceSession)
+                .where(
+                    DeviceSession.user_id == user.id,
+                    col(DeviceSession.revoked_at).is_(None),
+                    col(DeviceSession.expires_at) > now,
+                )
+                .order_by(col(DeviceSession.last_activity_at).desc())
+            ).all()
+            evicted = active[self._settings.current.max_devices :]
+            for old in evicted:
+                old.revoked_at, old.revoked_reason = now, "device_limit"
+                session.add(old)
+        for old in evicted:
+            self._audit.record(
+                AuditEvent(
+                    "session_revoked",
+                    user_id=user.id,
+                    username=user.username,
+                    session_id=old.id,
+                    details={"reason": "device_limit"},
+                )
+            )
+        self._audit.record(
+            AuditEvent(
+                "login",
+                user_id=user.id,
+                username=user.username,
+                session_id=row.id,
+                ip_address=ip,
+                user_agent=user_agent,
+                details={"device": device_name},
+            )
+        )
+        return Tokens(self._access_token(user, row.id), refresh, int(ACCESS_TTL.total_seconds()), row.id)
+
+    def refresh(self, refresh_token: str, ip: str = "") -> Tokens:
+        """Rotate: new access and refresh tokens. Reusing a rotated token revokes the session (theft)."""
+        digest = _hash(refresh_token or "")
+        now = self.clock()
+        with self._db.session() as session:
+            row = session.exec(
+                select(DeviceSession).where(DeviceSession.refresh_token_hash == digest)
+            ).first()
+            stolen = (
+                None
+                if row
+                else session.exec(
+                    select(DeviceSession).where(
+                        DeviceSession.previous_token_hash == digest, col(DeviceSession.revoked_at).is_(None)
+                    )
+                ).first()
+            )
+            if stolen is not None:
+                stolen.revoked_at, stolen.revoked_reason = now, "refresh_token_reuse"
+                session.add(stolen)
+        if stolen is not None:
+            self._audit.record(
+                AuditEvent(
+                    "refresh",
+                    "denied",
+                    user_id=stolen.user_id,
+                    session_id=stolen.id,
+                    ip_address=ip,
+                    details={"reason": "refresh_token_reuse"},
+                )
+            )
+        if row is None:
+            raise _auth("AUTH_002", "The refresh token is not valid")
+        self._check_live(row, now)
+        with self._db.session() as session:
+            row = session.get(DeviceSession, row.id)
+            user = session.get(User, row.user_id)
+            if user is None or not user.is_active:
+                raise _auth("AUTH_004", "This account is disabled")
+            refresh = secrets.token_urlsafe(48)
+            row.previous_token_hash, row.refresh_token_hash = row.refresh_token_hash, _hash(refresh)
+            row.last_activity_at, row.ip_address = now, ip or row.ip_address
+            session.add(row)
+            access = self._access_token(user, row.id)
+        self._audit.record(AuditEvent("refresh", user_id=row.user_id, session_id=row.id, ip_address=ip))
+        return Tokens(access, refresh, int(ACCESS_TTL.total_seconds()), row.id)
+
+    def _check_live(self, row: DeviceSession, now: datetime) -> None:
+        """Raise AUTH_004 if the session is over; an idle or expired one is marked ended, with the reason."""
+        try:
+            self._check_row(row, now)
+        except AuthError as exc:
+            if row.revoked_at is None:
+                reason = "expired" if row.expires_at <= now else "idle_timeout"
+                with self._db.session() as session:
+                    ended = session.get(DeviceSession, row.id)
+                    ended.revoked_at, ended.revoked_reason = now, reason
+                    session.add(ended)
+                self._audit.record(
+                    AuditEvent(
+                        "session_ended", user_id=row.user_id, session_id=row.id, details={"reason": reason}
+                    )
+                )
+            raise exc
+
+    def _check_row(self, row: DeviceSession, now: datetime) -> None:
+        if row.revoked_at is not None:
+            raise _auth("AUTH_004", "This session was signed out")
+        if row.expires_at <= now:
+            raise _auth("AUTH_004", "This session has expired; please sign in again")
+        idle = timedelta(minutes=self._settings.current.idle_timeout_minutes)
+        if now - row.last_activity_at > idle:
+            raise _auth("AUTH_004", "Signed out after a period of inactivity")
+
+    def authenticate(self, access_token: str) -> Principal:
+        """The per-request check: a valid token AND a live session row. Touches last activity cheaply."""
+        claims = self.decode(access_token)
+        now = self.clock()
+        with self._db.session() as session:
+            row = session.get(DeviceSession, claims["sid"])
+            user = session.get(User, claims["sub"])
+        if row is None or user is None or row.user_id != user.id:
+            raise _auth("AUTH_004", "This session no longer exists")
+        self._check_live(row, now)
+        if not user.is_active:
+            raise _auth("AUTH_004", "This account is disabled")
+        if self._due_activity_write(row.id):
+            with self._db.session() as session:
+                live = session.get(DeviceSession, row.id)
+                live.last_activity_at = now
+                session.add(live)
+        return Principal(user.id, user.username, user.role, row.id)
+
+    def _due_activity_write(self, session_id: str) -> bool:
+        tick = time.monotonic()
+        with self._lock:
+            last = self._activity_written.get(session_id)
+            if last is not None and tick - last < ACTIVITY_WRITE_INTERVAL:
+                return False
+            self._activity_written[session_id] = tick
+            return True
+
+    def revoke(
+        self, session_id: str, reason: str, actor: Principal | None = None, owner_only: str | None = None
+    ) -> None:
+        """End one session. `owner_only` (a user id) restricts it to that user's own sessions."""
+        with self._db.session() as session:
+            row = session.get(DeviceSession, session_id) if session_id.isalnum() else None
+            if row is None or (owner_only and row.user_id != owner_only):
+                raise VaultError("No such session", code="VALIDATION_001", status=404)
+            if row.revoked_at is None:
+                row.revoked_at, row.revoked_reason = self.clock(), reason
+                session.add(row)
+        self._audit.record(
+            AuditEvent(
+                "session_revoked",
+                user_id=actor.user_id if actor else None,
+                username=actor.username if actor else None,
+                session_id=session_id,
+                details={"reason": reason, "owner": row.user_id},
+            )
+        )
+
+    def revoke_all_for_user(
+        self, user_id: str, reason: str, keep: str | None = None, actor: Principal | None = None
+    ) -> int:
+        with self._db.session() as session:
+            rows = session.exec(
+                select(DeviceSession).where(
+                    DeviceSession.user_id == user_id, col(DeviceSession.revoked_at).is_(None)
+                )
+            ).all()
+            ended = [r for r in rows if r.id != keep]
+            for row in ended:
+                row.revoked_at, row.revoked_reason = self.clock(), reason
+                session.add(row)
+        self._audit.record(
+            AuditEvent(
+                "sessions_revoked",
+                user_id=actor.user_id if actor else None,
+                username=actor.username if actor else None,
+                details={"owner": user_id, "count": len(ended), "reason": reason},
+            )
+        )
+        return len(ended)
+
+    def list(self, user_id: str | None = None, active_only: bool = True) -> list[SessionView]:
+        now = self.clock()
+        idle = timedelta(minutes=self._settings.current.idle_timeout_minutes)
+        query = select(DeviceSession, User.username).join(User, col(User.id) == col(DeviceSession.user_id))
+        if user_id:
+            query = query.where(DeviceSession.user_id == user_id)
+        if active_only:
+            query = query.where(
+                col(DeviceSession.revoked_at).is_(None),
+                col(DeviceSession.expires_at) > now,
+                col(DeviceSession.last_activity_at) > now - idle,
+            )
+        with self._db.session() as session:
+            rows = session.exec(query.order_by(col(DeviceSession.last_activity_at).desc())).all()
+        return [
+            SessionView(
+                r.id,
+                r.user_id,
+                name,
+                r.device_name,
+                r.device_type,
+                r.ip_address,
+                r.user_agent,
+                r.created_at,
+                r.last_activity_at,
+                r.expires_at,
+                r.revoked_at,
+                r.revoked_reason,
+            )
+            for r, name in rows
+        ]
