@@ -57,6 +57,32 @@ def run_pipeline(services: Services):
     return run
 
 
+OWNER, OWNER_PASSWORD = "owner", "Own3r!pass"
+VIEWER, VIEWER_PASSWORD = "viewer", "View3r!pass"
+
+
+@pytest.fixture
+def server(services, paths):
+    """A real Vault (HTTPS server + pipeline) on an ephemeral port, with an owner and a viewer account."""
+    from vaultserver.runtime import VaultRuntime
+
+    services.users.create(OWNER, OWNER_PASSWORD, "admin")
+    services.users.create(VIEWER, VIEWER_PASSWORD, "viewer")
+    runtime = VaultRuntime(paths, services)
+    runtime.start(serve=True, host="127.0.0.1", port=0)
+    yield runtime
+    runtime.stop()
+
+
+@pytest.fixture
+def make_client(server, paths):
+    from tests.support import ApiClient
+
+    def make(source: str | None = None) -> ApiClient:
+        return ApiClient(server.endpoint.port, paths.private / "tls" / "ca.pem", source)
+    return make
+
+
 class MediaFactory:
     """Generates small real media with the bundled ffmpeg and Pillow, cached for the whole test run."""
 

@@ -76,3 +76,62 @@ def play_hls(services: Services, media_id: str, workdir: Path, ffmpeg: str,
     assert video, result.stderr
     return Decoded(frames, int(h) * 3600 + int(m) * 60 + float(s), int(video[2]), int(video[3]), video[1],
                    "Audio: aac" in result.stderr)
+
+
+class ApiClient:
+    """A tiny HTTPS client for tests: trusts Vault's CA, keeps cookies if asked, returns parsed JSON."""
+
+    def __init__(self, port: int, ca: Path, source: str | None = None, host: str = "localhost") -> None:
+        import ssl
+        self.port, self.host = port, host
+        self.context = ssl.create_default_context(cafile=str(ca))
+        self.source = source
+        self.token: str | None = None
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, json_body=None, headers: dict | None = None,
+                use_cookies: bool = False, token: str | None = None):
+        import http.client
+        import json as jsonlib
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=30,
+                                           source_address=(self.source, 0) if self.source else None)
+        all_headers = dict(headers or {})
+        bearer = token or self.token
+        if bearer and not use_cookies:
+            all_headers["Authorization"] = f"Bearer {bearer}"
+        if use_cookies and self.cookies:
+            all_headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if json_body is not None:
+            body = jsonlib.dumps(json_body)
+            all_headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=body, headers=all_headers)
+        response = conn.getresponse()
+        data = response.read()
+        for raw in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = raw.partition("=")
+            self.cookies[name] = rest.split(";")[0]
+        conn.close()
+        parsed = None
+        if response.headers.get("Content-Type", "").startswith("application/json"):
+            parsed = jsonlib.loads(data)
+        return Reply(response.status, response.headers, data, parsed)
+
+    def login(self, username: str, password: str, device: str = "test"):
+        reply = self.request("POST", "/api/auth/login", {"username": username, "password": password,
+                                                         "device_name": device})
+        if reply.status == 200:
+            self.token = reply.json["access_token"]
+        return reply
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: object
+    body: bytes
+    json: dict | None
+
+    @property
+    def code(self) -> str | None:
+        return (self.json or {}).get("error", {}).get("code")

@@ -62,13 +62,13 @@ class HttpsServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shutdown: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._sock: socket.socket | None = None
+        self._fd: int | None = None
         self.endpoint: Endpoint | None = None
         self.error: BaseException | None = None
 
     def _config(self) -> Config:
         config = Config()
-        config.bind = [f"fd://{self._sock.fileno()}"]
+        config.bind = [f"fd://{self._fd}"]
         config.certfile, config.keyfile = str(self._tls.cert), str(self._tls.key)
         # HTTP/1.1 only: measured here, Hypercorn's HTTP/2 moved large segments at a fraction of HTTP/1.1.
         config.alpn_protocols = ["http/1.1"]
@@ -79,8 +79,9 @@ class HttpsServer:
         return config
 
     def start(self, host: str, port: int) -> Endpoint:
-        self._sock = _bind(host, port)
-        self.endpoint = Endpoint(host, self._sock.getsockname()[1])
+        sock = _bind(host, port)
+        self.endpoint = Endpoint(host, sock.getsockname()[1])
+        self._fd = sock.detach()  # Hypercorn owns (and closes) the listening socket from here on
         config = self._config()
         ready = threading.Event()
         app = create_app(self._services)
@@ -122,8 +123,6 @@ class HttpsServer:
         if self._thread.is_alive() and self._loop and self._task and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._task.cancel)
             self._thread.join(timeout)
-        if self._sock:
-            self._sock.close()
         self._thread = None
 
 

@@ -151,47 +151,38 @@ class UserService:
     def authenticate(self, username: str, password: str, ip: str) -> UserView:
         """Check a sign-in: AUTH_001 if wrong; 429 with retry_after when locked out or throttled."""
         if wait := self.throttle.retry_after(ip):
-            self._audit.record(
-                AuditEvent(
-                    "login", "denied", username=username, ip_address=ip, details={"reason": "ip_rate_limited"}
-                )
-            )
+            self._deny(username, ip, "ip_rate_limited")
             raise TooManyAttempts("Too many failed sign-ins from this address. Try again later.", wait)
         with self._db.session() as session:
             row = session.exec(select(User).where(User.username == username)).first()
-            now = utcnow()
-            if row and row.locked_until and row.locked_until > now:
-                bcrypt.checkpw(password.encode(), _DUMMY_HASH)
-                wait = int((row.locked_until - now).total_seconds()) + 1
-                self._audit.record(
-                    AuditEvent(
-                        "login",
-                        "denied",
-                        user_id=row.id,
-                        username=username,
-                        ip_address=ip,
-                        details={"reason": "locked"},
-                    )
-                )
-                raise TooManyAttempts("This account is locked after repeated failed sign-ins.", wait)
-            valid = bcrypt.checkpw(
-                password.encode(), (row.password_hash if row else _DUMMY_HASH.decode()).encode()
-            )
-            if row is None or not valid or not row.is_active:
-                self.throttle.failed(ip)
-                if row is not None and not valid:
-                    row.failed_attempts += 1
-                    if row.failed_attempts >= MAX_FAILURES:
-                        row.locked_until, row.failed_attempts = now + LOCKOUT, 0
-                    session.add(row)
-                outcome = (
-                    "locked" if row is not None and row.locked_until and row.locked_until > now else "failed"
-                )
-                self._audit.record(AuditEvent("login", outcome, username=username, ip_address=ip))
-                raise InvalidCredentials("Wrong username or password")
-            row.failed_attempts, row.locked_until, row.last_login_at = 0, None, now
-            session.add(row)
-        return UserView.from_row(row)
+        now = utcnow()
+        if row and row.locked_until and row.locked_until > now:
+            bcrypt.checkpw(password.encode(), _DUMMY_HASH)
+            self._deny(username, ip, "locked")
+            raise TooManyAttempts("This account is locked after repeated failed sign-ins.",
+                                  int((row.locked_until - now).total_seconds()) + 1)
+        valid = bcrypt.checkpw(password.encode(), row.password_hash.encode() if row else _DUMMY_HASH)
+        with self._db.session() as session:
+            fresh = session.get(User, row.id) if row else None
+            if fresh is not None and valid and fresh.is_active:
+                fresh.failed_attempts, fresh.locked_until, fresh.last_login_at = 0, None, now
+            elif fresh is not None and not valid:
+                fresh.failed_attempts += 1
+                if fresh.failed_attempts >= MAX_FAILURES:
+                    fresh.locked_until, fresh.failed_attempts = now + LOCKOUT, 0
+            if fresh is not None:
+                session.add(fresh)
+        if fresh is None or not valid or not fresh.is_active:
+            self.throttle.failed(ip)
+            locked = fresh is not None and fresh.locked_until is not None and fresh.locked_until > now
+            self._audit.record(AuditEvent("login", "locked" if locked else "failed", username=username,
+                                          ip_address=ip))
+            raise InvalidCredentials("Wrong username or password")
+        return UserView.from_row(fresh)
+
+    def _deny(self, username: str, ip: str, reason: str) -> None:
+        self._audit.record(AuditEvent("login", "denied", username=username, ip_address=ip,
+                                      details={"reason": reason}))
 
     def get(self, user_id: str) -> UserView | None:
         with self._db.session() as session:
