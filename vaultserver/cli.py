@@ -81,6 +81,14 @@ def _run_until_signal(runtime, serve: bool = False, host: str | None = None, por
         f"(data in {runtime.paths.root}). Press Ctrl-C to stop.",
         flush=True,
     )
+    if serve:
+        print("Open on a phone or laptop at home: " + "  ".join(runtime.urls()[:3]), flush=True)
+    if serve and runtime.services.users.count() == 0:
+        print(
+            "No accounts yet. Create the owner's with:\n"
+            f"  vaultserver --data-dir '{runtime.paths.root}' user add NAME --admin --password-stdin",
+            flush=True,
+        )
     while not stop.wait(0.5):
         pass
     runtime.stop()
@@ -190,6 +198,19 @@ def cmd_keys(args: argparse.Namespace, services: Services) -> int:
     return 0
 
 
+def cmd_cert(args: argparse.Namespace, paths: AppPaths) -> int:
+    from vaultserver.crypto.tls import describe, ensure_certificate
+
+    files = ensure_certificate(paths, force=args.cert_command == "regenerate")
+    info = describe(files.cert)
+    print(f"Certificate: {files.cert}\nIssuer:      {info.issuer}\nValid until: {info.not_after:%Y-%m-%d}")
+    print(f"Names:       {', '.join(info.names)}\nSHA-256:     {info.sha256}")
+    print(f"To trust Vault on a device, install its CA certificate: {files.ca}")
+    if args.cert_command == "regenerate":
+        print("Restart Vault to use the new certificate.")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace, paths: AppPaths) -> int:
     from vaultserver.doctor import run_checks
 
@@ -275,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     keys_sub.add_parser("rotate", help="new master key; re-wrap every data key")
 
+    cert = sub.add_parser("cert", help="the HTTPS certificate: show it, or issue a new one")
+    cert.add_argument("cert_command", choices=["show", "regenerate"])
     sub.add_parser("doctor", help="check ffmpeg, key store, permissions and database")
     return parser
 
@@ -286,6 +309,7 @@ SERVICE_COMMANDS: dict[str, Callable[[argparse.Namespace, Services], int]] = {
     "sessions": cmd_sessions,
 }
 PATH_COMMANDS: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
+    "cert": cmd_cert,
     "process": cmd_process,
     "doctor": cmd_doctor,
     "launch": cmd_launch,

@@ -13,7 +13,7 @@ import threading
 from filelock import FileLock, Timeout
 
 from vaultserver.config import AppPaths
-from vaultserver.crypto.tls import ensure_certificate
+from vaultserver.crypto.tls import ensure_certificate, host_names, local_addresses
 from vaultserver.errors import VaultError
 from vaultserver.pipeline import Pipeline
 from vaultserver.server import Endpoint, HttpsServer
@@ -97,6 +97,23 @@ class VaultRuntime:
                     self._start_server()
                 except Exception:
                     log.exception("Restarting the HTTPS server failed")
+
+    def urls(self) -> list[str]:
+        """Where viewers can reach this Vault: by name on the LAN first, then by address."""
+        if not self.endpoint:
+            return []
+        host, port = self.endpoint.host, self.endpoint.port
+        if host not in ("0.0.0.0", "::"):
+            return [self.endpoint.url]
+        names = [n for n in host_names() if n.endswith(".local")]
+        addresses = [a for a in local_addresses() if ":" not in a and not a.startswith("127.")]
+        return [f"https://{h}:{port}/" for h in [*names, *addresses]] + [f"https://localhost:{port}/"]
+
+    def health(self) -> dict:
+        counts = self.services.queue.counts()
+        return {"running": self.running, "server": bool(self.server and self.server.alive),
+                "urls": self.urls(), "paused": self.pipeline.workers.paused, "queue_active": counts.active,
+                "server_restarts": self.restarts}
 
     def restart_server(self) -> None:
         """Apply settings that need a new listener (port, certificate)."""

@@ -1,0 +1,67 @@
+"""The server's runtime: certificates, restart after a crash of the server thread, health."""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+import time
+
+from cryptography import x509
+
+from vaultserver.crypto.tls import VPN_GATEWAY, ensure_certificate
+from vaultserver.runtime import VaultRuntime
+
+
+def sans(path):
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(san.get_values_for_type(x509.DNSName)), set(san.get_values_for_type(x509.IPAddress))
+
+
+def test_certificate_names_this_mac_and_chains_to_a_local_ca(paths):
+    files = ensure_certificate(paths)
+    names, addresses = sans(files.cert)
+    assert "localhost" in names and any(n.endswith(".local") for n in names)
+    assert {ipaddress.ip_address(a) for a in ("127.0.0.1", "::1", VPN_GATEWAY)} <= addresses
+    context = ssl.create_default_context(cafile=str(files.ca))
+    assert context.cert_store_stats()["x509_ca"] == 1
+    assert oct(files.key.stat().st_mode)[-3:] == "600"
+
+
+def test_reissue_keeps_the_ca_so_trusting_devices_keep_trusting(paths):
+    first = ensure_certificate(paths)
+    ca_before, cert_before = first.ca.read_bytes(), first.cert.read_bytes()
+    assert ensure_certificate(paths).cert.read_bytes() == cert_before  # nothing changed: kept
+    again = ensure_certificate(paths, force=True)
+    assert again.ca.read_bytes() == ca_before and again.cert.read_bytes() != cert_before
+
+
+def test_an_owner_supplied_certificate_is_never_replaced(paths):
+    files = ensure_certificate(paths)
+    (paths.private / "tls" / "ca.key").unlink()  # no CA key beside it: the owner's own certificate
+    mine = files.cert.read_bytes()
+    assert ensure_certificate(paths).cert.read_bytes() == mine
+
+
+def test_a_crashed_server_thread_is_restarted_on_the_same_port(paths, services, make_client, server):
+    port = server.endpoint.port
+    server.server.stop()  # the thread dies as if it had crashed
+    deadline = time.monotonic() + 10
+    while not (server.server.alive and server.restarts):
+        assert time.monotonic() < deadline, "server was not restarted"
+        time.sleep(0.1)
+    assert server.endpoint.port == port
+    assert make_client().request("GET", "/api/health").status == 200
+    assert server.health()["server"] and server.health()["server_restarts"] == 1
+
+
+def test_health_reports_urls_and_state(paths, services):
+    runtime = VaultRuntime(paths, services)
+    runtime.start(serve=True, host="0.0.0.0", port=0)
+    try:
+        health = runtime.health()
+        assert health["running"] and health["server"] and not health["paused"]
+        assert any(u.endswith(f":{runtime.endpoint.port}/") and ".local" in u for u in health["urls"])
+    finally:
+        runtime.stop()
+    assert not runtime.health()["running"]
