@@ -197,6 +197,25 @@ def test_viewers_cannot_use_admin_routes(viewer):
         assert viewer.request("GET", path).status == 403, path
 
 
+def test_admins_manage_accounts_and_changes_sign_the_user_out(make_client, services):
+    owner, kid = make_client(), make_client()
+    owner.login(OWNER, OWNER_PASSWORD)
+    created = owner.request("POST", "/api/admin/users", {"username": "kid", "password": "Kid!pass99"}).json
+    kid_id = created["user"]["id"]
+    assert kid.login("kid", "Kid!pass99").status == 200
+    reset = owner.request("PATCH", f"/api/admin/users/{kid_id}", {"password": "New!pass99"})
+    assert reset.status == 200 and kid.request("GET", "/api/auth/me").code == "AUTH_004"
+    assert kid.login("kid", "New!pass99").status == 200
+    assert owner.request("PATCH", f"/api/admin/users/{kid_id}", {"is_active": False}).status == 200
+    assert kid.request("GET", "/api/auth/me").code == "AUTH_004"
+    assert kid.login("kid", "New!pass99").code == "AUTH_001"
+    assert owner.request("DELETE", f"/api/admin/users/{kid_id}").status == 200
+    names = [u["username"] for u in owner.request("GET", "/api/admin/users").json["users"]]
+    assert "kid" not in names
+    me = owner.request("GET", "/api/auth/me").json["user"]["id"]
+    assert owner.request("DELETE", f"/api/admin/users/{me}").status == 400
+
+
 def test_admin_audit_is_cursor_paginated_and_filterable(make_client):
     owner = make_client()
     owner.login(OWNER, OWNER_PASSWORD)
@@ -229,6 +248,35 @@ def test_forwarded_for_is_ignored_unless_from_a_trusted_proxy(make_client, servi
     services.settings.update(trusted_proxies=["127.0.0.1/32"])
     assert client.request("GET", "/api/health", headers={"X-Forwarded-For": "8.8.8.8"}).status == 403
     assert client.request("GET", "/api/health", headers={"X-Forwarded-For": "10.8.0.7"}).status == 200
+
+
+def test_ipv4_mapped_addresses_are_matched_as_ipv4():
+    from vaultserver.api.gate import NetworkGate, parse_ip
+    from vaultserver.config import Settings
+
+    gate = NetworkGate(Settings())
+    assert str(parse_ip("::ffff:192.168.1.20")) == "192.168.1.20"
+    assert gate.allows(parse_ip("::ffff:192.168.1.20")) and gate.allows(parse_ip("10.8.0.42"))
+    assert not gate.allows(parse_ip("::ffff:192.168.2.20")) and not gate.allows(parse_ip("10.8.1.1"))
+    assert not gate.allows(parse_ip("not an address")) and gate.allows(parse_ip("::1"))
+
+
+def test_only_tls_1_2_or_newer_is_spoken(server, paths):
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(paths.private / "tls" / "ca.pem"))
+    with socket.create_connection(("127.0.0.1", server.endpoint.port)) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+            assert tls.selected_alpn_protocol() in (None, "http/1.1")
+    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    old.check_hostname, old.verify_mode = False, ssl.CERT_NONE
+    with pytest.warns(DeprecationWarning):  # Python itself discourages TLS 1.1 now
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises((ssl.SSLError, ConnectionResetError)):
+        with socket.create_connection(("127.0.0.1", server.endpoint.port)) as raw:
+            old.wrap_socket(raw, server_hostname="localhost")
 
 
 def test_plain_http_on_the_port_gets_nothing_useful(server):

@@ -100,3 +100,29 @@ def test_a_second_processor_on_the_same_data_dir_is_refused(paths):
     finally:
         runtime._release()
         runtime.services.close()
+
+
+def test_user_and_session_commands(paths):
+    def with_password(*args, password="Sup3r!pass"):
+        import os
+        command = [sys.executable, "-m", "vaultserver.cli", "--data-dir", str(paths.root), *args]
+        return subprocess.run(command, input=password + "\n", capture_output=True, text=True, env=os.environ)
+
+    assert "Created admin owner" in with_password("user", "add", "owner", "--admin", "--password-stdin").stdout
+    weak = with_password("user", "add", "kid", "--password-stdin", password="weak")
+    assert weak.returncode == 1 and "VALIDATION_001" in weak.stderr and "a digit" in weak.stderr
+    from vaultserver.services import open_services
+
+    services = open_services(paths)
+    try:
+        user = services.users.by_name("owner")
+        session = services.sessions.create(user, device_name="phone").session_id
+    finally:
+        services.close()
+    assert "phone" in vault(paths.root, "sessions", "list").stdout
+    assert "Signed out session" in vault(paths.root, "sessions", "revoke", session).stdout
+    assert "phone" not in vault(paths.root, "sessions", "list").stdout
+    changed = with_password("user", "passwd", "owner", "--password-stdin", password="An0ther!pass")
+    assert changed.returncode == 0, changed.stderr
+    assert "Disabled owner" in vault(paths.root, "user", "disable", "owner").stdout
+    assert "disabled" in vault(paths.root, "user", "list").stdout

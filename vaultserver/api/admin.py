@@ -45,6 +45,15 @@ async def update_user(user_id: str) -> Response:
     return jsonify({"user": user.to_dict()})
 
 
+@bp.delete("/users/<user_id>")
+@require_auth(admin=True)
+async def delete_user(user_id: str) -> Response:
+    if user_id == g.principal.user_id:
+        raise ValidationError("You cannot delete your own account while signed in with it")
+    await run(services().users.delete, user_id, g.principal.username)
+    return jsonify({"ok": True})
+
+
 @bp.get("/sessions")
 @require_auth(admin=True)
 async def all_sessions() -> Response:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import col, select
 
 from vaultserver.db import Database
-from vaultserver.db.models import User, utcnow
+from vaultserver.db.models import DeviceSession, User, utcnow
 from vaultserver.errors import ValidationError, VaultError
 from vaultserver.services.audit import AuditEvent, AuditService
 
@@ -232,6 +232,20 @@ class UserService:
             AuditEvent("user_updated", username=actor, resource=row.username, details={"changed": changed})
         )
         return UserView.from_row(row)
+
+    def delete(self, user_id: str, actor: str | None = None) -> None:
+        """Remove an account and its sessions; the audit log keeps its name. The last admin cannot go."""
+        with self._db.session() as session:
+            row = session.get(User, user_id)
+            if row is None:
+                raise VaultError("No such user", code="VALIDATION_001", status=404)
+            admins = session.exec(select(User.id).where(User.role == "admin", col(User.is_active))).all()
+            if row.role == "admin" and len(admins) <= 1:
+                raise ValidationError("The last administrator cannot be deleted")
+            for device in session.exec(select(DeviceSession).where(DeviceSession.user_id == user_id)).all():
+                session.delete(device)
+            session.delete(row)
+        self._audit.record(AuditEvent("user_deleted", username=actor, resource=row.username))
 
     def count(self) -> int:
         with self._db.session() as session:
