@@ -108,7 +108,8 @@ def test_user_and_session_commands(paths):
         command = [sys.executable, "-m", "vaultserver.cli", "--data-dir", str(paths.root), *args]
         return subprocess.run(command, input=password + "\n", capture_output=True, text=True, env=os.environ)
 
-    assert "Created admin owner" in with_password("user", "add", "owner", "--admin", "--password-stdin").stdout
+    created = with_password("user", "add", "owner", "--admin", "--password-stdin")
+    assert "Created admin owner" in created.stdout
     weak = with_password("user", "add", "kid", "--password-stdin", password="weak")
     assert weak.returncode == 1 and "VALIDATION_001" in weak.stderr and "a digit" in weak.stderr
     from vaultserver.services import open_services
