@@ -75,24 +75,11 @@ def require_auth(admin: bool = False) -> Callable:
 
 def _token_response(tokens: Tokens, body: dict[str, Any]) -> Response:
     response = jsonify(body)
-    response.set_cookie(
-        ACCESS_COOKIE,
-        tokens.access_token,
-        max_age=int(ACCESS_TTL.total_seconds()),
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="Strict",
-    )
-    response.set_cookie(
-        REFRESH_COOKIE,
-        tokens.refresh_token,
-        max_age=int(REFRESH_TTL.total_seconds()),
-        path="/api/auth",
-        secure=True,
-        httponly=True,
-        samesite="Strict",
-    )
+    cookies = ((ACCESS_COOKIE, tokens.access_token, ACCESS_TTL, "/"),
+               (REFRESH_COOKIE, tokens.refresh_token, REFRESH_TTL, "/api/auth"))
+    for name, value, ttl, path in cookies:
+        response.set_cookie(name, value, max_age=int(ttl.total_seconds()), path=path, secure=True,
+                            httponly=True, samesite="Strict")
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -327,15 +327,12 @@ class SessionService:
             if row.revoked_at is None:
                 row.revoked_at, row.revoked_reason = self.clock(), reason
                 session.add(row)
-        self._audit.record(
-            AuditEvent(
-                "session_revoked",
-                user_id=actor.user_id if actor else None,
-                username=actor.username if actor else None,
-                session_id=session_id,
-                details={"reason": reason, "owner": row.user_id},
-            )
-        )
+        self._record_by(actor, "session_revoked", session_id=session_id,
+                        details={"reason": reason, "owner": row.user_id})
+
+    def _record_by(self, actor: Principal | None, event: str, **fields) -> None:
+        self._audit.record(AuditEvent(event, user_id=actor.user_id if actor else None,
+                                      username=actor.username if actor else None, **fields))
 
     def revoke_all_for_user(
         self, user_id: str, reason: str, keep: str | None = None, actor: Principal | None = None
@@ -350,14 +347,8 @@ class SessionService:
             for row in ended:
                 row.revoked_at, row.revoked_reason = self.clock(), reason
                 session.add(row)
-        self._audit.record(
-            AuditEvent(
-                "sessions_revoked",
-                user_id=actor.user_id if actor else None,
-                username=actor.username if actor else None,
-                details={"owner": user_id, "count": len(ended), "reason": reason},
-            )
-        )
+        self._record_by(actor, "sessions_revoked", details={"owner": user_id, "count": len(ended),
+                                                             "reason": reason})
         return len(ended)
 
     def list(self, user_id: str | None = None, active_only: bool = True) -> list[SessionView]:
