@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import time
+from datetime import timedelta
 
 from cryptography import x509
 
@@ -65,3 +66,18 @@ def test_health_reports_urls_and_state(paths, services):
     finally:
         runtime.stop()
     assert not runtime.health()["running"]
+
+
+def test_an_overdue_master_key_is_rotated_automatically(paths, services, monkeypatch):
+    before = services.keys.status()
+    later = before.rotation_due_at + timedelta(hours=1)
+    monkeypatch.setattr("vaultserver.services.keys.utcnow", lambda: later)
+    runtime = VaultRuntime(paths, services)
+    runtime.start(serve=False)
+    try:
+        deadline = time.monotonic() + 10
+        while services.keys.status().master_key_id == before.master_key_id:
+            assert time.monotonic() < deadline, "the overdue key was not rotated"
+            time.sleep(0.1)
+    finally:
+        runtime.stop()

@@ -57,6 +57,7 @@ def cmd_process(args: argparse.Namespace, paths: AppPaths) -> int:
         if not args.once:
             return _run_until_signal(runtime)
         before = runtime.services.queue.counts()
+        runtime.pipeline.workers.listeners.append(_print_outcome)
         runtime.process_once()
         after = runtime.services.queue.counts()
         added, dup, failed = (getattr(after, f) - getattr(before, f) for f in ("done", "duplicate", "failed"))
@@ -68,6 +69,13 @@ def cmd_process(args: argparse.Namespace, paths: AppPaths) -> int:
         return 0
     finally:
         runtime.close()
+
+
+def _print_outcome(event: str, job) -> None:
+    """One line per file as it finishes, so a long batch shows its progress."""
+    label = {"done": "added", "duplicate": "duplicate, skipped", "failed": "FAILED"}.get(event, event)
+    reason = f" ({job.error})" if event == "failed" and job.error else ""
+    print(f"  {label}: {job.source_path}{reason}", flush=True)
 
 
 def _run_until_signal(runtime, serve: bool = False, host: str | None = None, port: int | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 from filelock import FileLock, Timeout
 
@@ -31,6 +32,7 @@ class VaultRuntime:
     """Start/stop/health for everything that runs. The server is optional (`process --once` has none)."""
 
     WATCHDOG_SECONDS = 2.0
+    KEY_CHECK_SECONDS = 3600.0
 
     def __init__(self, paths: AppPaths, services: Services | None = None) -> None:
         self.paths = paths.ensure()
@@ -70,10 +72,9 @@ class VaultRuntime:
                 settings = self.services.settings.current
                 self._listen = (host or settings.host, settings.port if port is None else port)
                 self._start_server()
-                self._watchdog_stop.clear()
-                self._watchdog = threading.Thread(target=self._watch_server, name="vault-watchdog",
-                                                  daemon=True)
-                self._watchdog.start()
+            self._watchdog_stop.clear()
+            self._watchdog = threading.Thread(target=self._supervise, name="vault-supervisor", daemon=True)
+            self._watchdog.start()
         except BaseException:
             self.pipeline.stop()
             self._release()
@@ -87,9 +88,10 @@ class VaultRuntime:
         endpoint = self.server.start(host, port)
         self._listen = (host, endpoint.port)  # a restart keeps the port, even one chosen by the OS
 
-    def _watch_server(self) -> None:
-        """Restart the server thread if it dies while Vault is meant to be running."""
-        while not self._watchdog_stop.wait(self.WATCHDOG_SECONDS):
+    def _supervise(self) -> None:
+        """Restart the server thread if it dies; rotate the master key when it is due (checked hourly)."""
+        next_key_check = 0.0
+        while not self._watchdog_stop.wait(0 if next_key_check == 0 else self.WATCHDOG_SECONDS):
             if self.server and not self.server.alive and self.running:
                 log.error("The HTTPS server stopped unexpectedly (%s); restarting", self.server.error)
                 self.restarts += 1
@@ -97,6 +99,17 @@ class VaultRuntime:
                     self._start_server()
                 except Exception:
                     log.exception("Restarting the HTTPS server failed")
+            if time.monotonic() >= next_key_check:
+                next_key_check = time.monotonic() + self.KEY_CHECK_SECONDS
+                self._rotate_if_due()
+
+    def _rotate_if_due(self) -> None:
+        try:
+            if self.services.keys.status().rotation_overdue:
+                log.info("The master key is due for rotation; rotating now")
+                self.services.keys.rotate()
+        except Exception:  # the key stays valid; retried at the next check
+            log.exception("Scheduled master-key rotation failed")
 
     def urls(self) -> list[str]:
         """Where viewers can reach this Vault: by name on the LAN first, then by address."""
