@@ -303,6 +303,19 @@ def test_library_lists_with_pagination_and_filters(viewer, stocked):
     assert bad.status == 400 and bad.code == "VALIDATION_001"
 
 
+def test_playback_position_is_saved_per_user_and_item(viewer, make_client, stocked):
+    video, photo = stocked["video"], stocked["image"]
+    assert viewer.request("GET", f"/api/media/{video.id}").json["position"] == 0
+    assert viewer.request("PUT", f"/api/media/{video.id}/position", {"position": 1.5}).json["position"] == 1.5
+    assert viewer.request("PUT", f"/api/media/{video.id}/position", {"position": 99}).json["position"] == 3.0
+    assert viewer.request("GET", f"/api/media/{video.id}").json["position"] == 3.0
+    owner = make_client()
+    owner.login(OWNER, OWNER_PASSWORD)
+    assert owner.request("GET", f"/api/media/{video.id}").json["position"] == 0  # per user
+    assert viewer.request("PUT", f"/api/media/{video.id}/position", {"position": "x"}).status == 400
+    assert viewer.request("PUT", f"/api/media/{photo.id}/position", {"position": 1}).status == 400
+
+
 def test_pictures_stream_decrypted_with_range_and_etag(viewer, stocked, services):
     photo = stocked["image"]
     whole = viewer.request("GET", f"/api/media/stream/{photo.id}")

@@ -7,7 +7,7 @@ import logging
 from quart import Quart, Response, g, jsonify, request
 
 from vaultserver import __version__
-from vaultserver.api import admin, auth, errors, media, sessions
+from vaultserver.api import admin, auth, errors, media, sessions, web
 from vaultserver.api.errors import error_response
 from vaultserver.api.gate import NetworkGate
 from vaultserver.services import Services
@@ -65,7 +65,7 @@ def create_app(services: Services) -> Quart:
         counts = await auth.run(services.queue.counts)
         return jsonify({"status": "ok", "version": __version__, "queue": {"active": counts.active}})
 
-    for blueprint in (auth.bp, media.bp, sessions.bp, admin.bp):
+    for blueprint in (auth.bp, media.bp, sessions.bp, admin.bp, web.bp):
         app.register_blueprint(blueprint)
     errors.install(app)
     return app

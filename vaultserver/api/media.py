@@ -73,8 +73,22 @@ async def library() -> Response:
 @bp.get("/<media_id>")
 @require_auth()
 async def item(media_id: str) -> Response:
-    found = await run(services().library.get, _check_id(media_id))
-    return jsonify(found.to_dict())
+    library = services().library
+    found = await run(library.get, _check_id(media_id))
+    position = await run(library.position, g.principal.user_id, media_id)
+    return jsonify({**found.to_dict(), "position": position})
+
+
+@bp.put("/<media_id>/position")
+@require_auth()
+async def save_position(media_id: str) -> Response:
+    """Where this user stopped watching; the player resumes there on any of their devices."""
+    body = await request.get_json(silent=True)
+    seconds = body.get("position") if isinstance(body, dict) else None
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds != seconds:
+        raise ValidationError("'position' must be a number of seconds", details={"field": "position"})
+    saved = await run(services().library.save_position, g.principal.user_id, _check_id(media_id), seconds)
+    return jsonify({"position": saved})
 
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -136,3 +136,14 @@ class ProcessingJob(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class PlaybackPosition(SQLModel, table=True):
+    """Where each user stopped watching each video, so any of their devices can resume there."""
+
+    __tablename__ = "playback_positions"
+
+    user_id: str = Field(foreign_key="users.id", primary_key=True, max_length=32)
+    media_id: str = Field(foreign_key="media_files.id", primary_key=True, max_length=32)
+    position: float = 0.0
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -24,7 +24,7 @@ from vaultserver import hls
 from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile
 from vaultserver.db import Database
-from vaultserver.db.models import MediaFile, ProcessingJob, utcnow
+from vaultserver.db.models import MediaFile, PlaybackPosition, ProcessingJob, utcnow
 from vaultserver.errors import NotFoundError, ValidationError, VaultError
 from vaultserver.ffmpeg import ffmpeg
 from vaultserver.services.audit import AuditEvent, AuditService
@@ -216,10 +216,31 @@ class LibraryService:
             if row is None:
                 raise NotFoundError("No such media item", details={"id": media_id})
             self._keys.delete_for_media(session, media_id)
+            positions = select(PlaybackPosition).where(PlaybackPosition.media_id == media_id)
+            for position in session.exec(positions).all():
+                session.delete(position)
             session.delete(row)
         shutil.rmtree(self.item_dir(media_id), ignore_errors=True)
         self._audit.record(AuditEvent("media_deleted", username=actor, resource=media_id,
                                       details={"original_name": row.original_name}))
+
+    def save_position(self, user_id: str, media_id: str, seconds: float) -> float:
+        """Remember where this user stopped in this video (clamped to its length)."""
+        item = self.get(media_id)
+        if item.type != "video":
+            raise ValidationError("Only videos have a playback position")
+        seconds = max(0.0, min(float(seconds), item.duration or 0.0))
+        with self._db.session() as session:
+            row = session.get(PlaybackPosition, (user_id, media_id)) or PlaybackPosition(
+                user_id=user_id, media_id=media_id)
+            row.position, row.updated_at = seconds, utcnow()
+            session.add(row)
+        return seconds
+
+    def position(self, user_id: str, media_id: str) -> float:
+        with self._db.session() as session:
+            row = session.get(PlaybackPosition, (user_id, media_id))
+        return row.position if row else 0.0
 
     # --- reading -------------------------------------------------------------------------------------
 

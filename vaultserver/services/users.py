@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import col, select
 
 from vaultserver.db import Database
-from vaultserver.db.models import DeviceSession, User, utcnow
+from vaultserver.db.models import DeviceSession, PlaybackPosition, User, utcnow
 from vaultserver.errors import ValidationError, VaultError
 from vaultserver.services.audit import AuditEvent, AuditService
 
@@ -242,8 +242,9 @@ class UserService:
             admins = session.exec(select(User.id).where(User.role == "admin", col(User.is_active))).all()
             if row.role == "admin" and len(admins) <= 1:
                 raise ValidationError("The last administrator cannot be deleted")
-            for device in session.exec(select(DeviceSession).where(DeviceSession.user_id == user_id)).all():
-                session.delete(device)
+            for table in (DeviceSession, PlaybackPosition):
+                for owned in session.exec(select(table).where(table.user_id == user_id)).all():
+                    session.delete(owned)
             session.delete(row)
         self._audit.record(AuditEvent("user_deleted", username=actor, resource=row.username))
 

@@ -1,0 +1,49 @@
+"""The browser gallery's files (resources/web): the single page at `/` and its assets, nothing else.
+
+Everything is vendored (no CDN); paths are resolved inside the web folder only, so no request can reach
+another file. The page carries no inline script, which lets the CSP forbid it.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import sys
+from pathlib import Path
+
+from quart import Blueprint, Response
+
+from vaultserver.errors import NotFoundError
+
+bp = Blueprint("web", __name__)
+
+
+def web_root() -> Path:
+    """resources/web in a checkout, or inside the frozen app's bundle."""
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2]))
+    return base / "resources" / "web"
+
+
+def _file(relative: str, cache: str) -> Response:
+    root = web_root().resolve()
+    path = (root / relative).resolve()
+    if root not in path.parents or not path.is_file():
+        raise NotFoundError("Not found", details={"path": relative[:128]})
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if content_type.startswith("text/") or content_type in ("application/javascript", "image/svg+xml"):
+        content_type += "; charset=utf-8"
+    return Response(path.read_bytes(), headers={"Content-Type": content_type, "Cache-Control": cache})
+
+
+@bp.get("/")
+async def index() -> Response:
+    return _file("index.html", "no-cache")
+
+
+@bp.get("/assets/<path:name>")
+async def asset(name: str) -> Response:
+    return _file(f"assets/{name}", "no-cache")
+
+
+@bp.get("/manifest.webmanifest")
+async def manifest() -> Response:
+    return _file("manifest.webmanifest", "no-cache")
