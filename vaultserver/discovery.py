@@ -7,7 +7,6 @@ to Ethernet, a new DHCP lease). Owners can switch it off in the network settings
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from collections.abc import Callable
 
@@ -72,7 +71,7 @@ class Advertiser:
         self._info = self._service_info(current)
         try:
             self._zeroconf.update_service(self._info)
-        except (OSError, socket.error):
+        except OSError:
             log.exception("Updating the mDNS record failed")
         log.info("mDNS record updated: %s", ", ".join(current))
         return True
