@@ -20,7 +20,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # The OS keychain is the one true outer boundary: tests use the file key store unless they mock keyring.
 os.environ["VAULT_KEYSTORE"] = "file"
 
-FAST_SETTINGS = {"stable_seconds": 0.0, "retry_backoff_seconds": 0.05, "workers": 2}
+# mDNS off: test servers must not announce themselves on the machine's real network.
+FAST_SETTINGS = {"stable_seconds": 0.0, "retry_backoff_seconds": 0.05, "workers": 2, "mdns_enabled": False}
 
 
 @pytest.fixture(scope="session")

@@ -62,3 +62,18 @@ def test_a_changed_address_is_re_advertised_and_stopping_withdraws_it():
     finally:
         advertiser.stop()
     assert browse(seconds=1.5) == {}
+
+
+def test_the_running_server_advertises_and_the_setting_switches_it_off_live(paths, services):
+    from vaultserver.runtime import VaultRuntime
+
+    services.settings.update(mdns_enabled=True)
+    runtime = VaultRuntime(paths, services, mdns_interfaces=["127.0.0.1"])
+    runtime.start(serve=True, host="127.0.0.1", port=0)
+    try:
+        (info,) = browse().values()
+        assert info.port == runtime.endpoint.port and runtime.health()["mdns"]
+        services.settings.update(mdns_enabled=False)
+        assert browse(seconds=1.5) == {} and not runtime.health()["mdns"]
+    finally:
+        runtime.stop()

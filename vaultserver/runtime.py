@@ -15,6 +15,7 @@ from filelock import FileLock, Timeout
 
 from vaultserver.config import AppPaths
 from vaultserver.crypto.tls import ensure_certificate, host_names, local_addresses
+from vaultserver.discovery import Advertiser
 from vaultserver.errors import VaultError
 from vaultserver.pipeline import Pipeline
 from vaultserver.server import Endpoint, HttpsServer
@@ -34,7 +35,8 @@ class VaultRuntime:
     WATCHDOG_SECONDS = 2.0
     KEY_CHECK_SECONDS = 3600.0
 
-    def __init__(self, paths: AppPaths, services: Services | None = None) -> None:
+    def __init__(self, paths: AppPaths, services: Services | None = None,
+                 mdns_interfaces: list[str] | None = None) -> None:
         self.paths = paths.ensure()
         self.services = services or open_services(paths)
         self.pipeline = Pipeline(self.services)
@@ -43,8 +45,11 @@ class VaultRuntime:
         self._watchdog_stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._listen: tuple[str, int] | None = None
+        self.advertiser: Advertiser | None = None
+        self._mdns_interfaces = mdns_interfaces  # None: every interface (tests pin it to loopback)
         self.running = False
         self.restarts = 0
+        self.services.settings.subscribe(self._settings_changed)
 
     def _acquire(self) -> None:
         try:
@@ -72,6 +77,7 @@ class VaultRuntime:
                 settings = self.services.settings.current
                 self._listen = (host or settings.host, settings.port if port is None else port)
                 self._start_server()
+                self._advertise(settings.mdns_enabled)
             self._watchdog_stop.clear()
             self._watchdog = threading.Thread(target=self._supervise, name="vault-supervisor", daemon=True)
             self._watchdog.start()
@@ -111,6 +117,23 @@ class VaultRuntime:
         except Exception:  # the key stays valid; retried at the next check
             log.exception("Scheduled master-key rotation failed")
 
+    def _advertise(self, enabled: bool) -> None:
+        """Start or stop the mDNS record; a failure here never stops Vault serving."""
+        if self.advertiser:
+            self.advertiser.stop()
+            self.advertiser = None
+        if enabled and self.endpoint:
+            try:
+                self.advertiser = Advertiser(self.endpoint.port, interfaces=self._mdns_interfaces)
+                self.advertiser.start()
+            except Exception:
+                log.exception("Could not advertise Vault on the network (mDNS)")
+                self.advertiser = None
+
+    def _settings_changed(self, old, new) -> None:
+        if self.running and self.server and old.mdns_enabled != new.mdns_enabled:
+            self._advertise(new.mdns_enabled)
+
     def urls(self) -> list[str]:
         """Where viewers can reach this Vault: by name on the LAN first, then by address."""
         if not self.endpoint:
@@ -125,7 +148,8 @@ class VaultRuntime:
     def health(self) -> dict:
         counts = self.services.queue.counts()
         return {"running": self.running, "server": bool(self.server and self.server.alive),
-                "urls": self.urls(), "paused": self.pipeline.workers.paused, "queue_active": counts.active,
+                "urls": self.urls(), "paused": self.pipeline.workers.paused,
+                "mdns": self.advertiser is not None, "queue_active": counts.active,
                 "server_restarts": self.restarts}
 
     def restart_server(self) -> None:
@@ -136,6 +160,7 @@ class VaultRuntime:
         settings = self.services.settings.current
         self._listen = (settings.host, settings.port)
         self._start_server()
+        self._advertise(settings.mdns_enabled)
 
     def stop(self) -> None:
         if not self.running:
@@ -144,6 +169,7 @@ class VaultRuntime:
         self._watchdog_stop.set()
         if self._watchdog:
             self._watchdog.join(5)
+        self._advertise(False)
         if self.server:
             self.server.stop()
         self.pipeline.stop()
