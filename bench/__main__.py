@@ -117,7 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 s clip and 2 photos: a smoke test")
     parser.add_argument("--keep", action="store_true", help=f"keep the run folders in {WORK / 'runs'}")
+    parser.add_argument("suite", nargs="?", choices=["ingest", "serve", "all"], default="ingest",
+                        help="ingest (default): conversion; serve: HTTPS serving next to nginx; all: both")
     args = parser.parse_args(argv)
+    if args.suite in ("serve", "all"):
+        _serve()
+        if args.suite == "serve":
+            return 0
 
     binary = ffmpeg()
     print("Inputs (generated once into bench/.work/):")
@@ -213,6 +219,16 @@ def report(meta: dict, rows: dict[str, tuple[str, Measurement]], checks: list[di
     verdicts = [c["pass"] for c in checks if c["pass"] is not None]
     lines += ["", f"Targets met: {sum(verdicts)}/{len(verdicts)}"]
     return "\n".join(lines)
+
+
+def _serve() -> None:
+    from bench import serving
+
+    results = serving.run()
+    if results:
+        results["checks"] = serving.report(results)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        (RESULTS.parent / "serve.json").write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ def _file_pieces(path: Path, start: int, end: int) -> Iterator[bytes]:
 
 
 def _stream(size: int, etag: str, content_type: str, pieces, cache: str = PRIVATE_CACHE) -> Response:
-    """A 200 or 206 streaming response with ETag; `pieces(start, end)` yields the bytes."""
+    """A 200 or 206 response with ETag; `pieces` is the whole body, or `pieces(start, end)` yields it."""
     headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": cache, "Content-Type": content_type}
     if request.headers.get("If-None-Match") == etag:
         return Response(b"", status=304, headers=headers)
@@ -141,37 +141,54 @@ def _stream(size: int, etag: str, content_type: str, pieces, cache: str = PRIVAT
     if span:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     headers["Content-Length"] = str(end - start)
-    body = b"" if request.method == "HEAD" else _aiter(pieces(start, end))
+    if request.method == "HEAD":
+        body = b""
+    elif isinstance(pieces, bytes):
+        body = pieces[start:end]
+    else:
+        body = _aiter(pieces(start, end))
     return Response(body, status=status, headers=headers)
 
 
-async def _sealed(media_id: str, name: str, content_type: str) -> Response:
-    sealed = await run(services().library.sealed, _check_id(media_id), name)
+SMALL_FILE = 1024 * 1024
+
+
+def _open_sealed(media_id: str, pick) -> tuple:
+    """In one trip off the event loop: the item, its file, and (if small) the decrypted bytes."""
+    library = services().library
+    item = library.get(_check_id(media_id))
+    name = pick(item)
+    sealed = library.sealed(media_id, name)
+    whole = b"".join(sealed.iter_range()) if sealed.size <= SMALL_FILE else None
     etag = f'"{media_id}-{name.replace("/", "-")}-{int(sealed.path.stat().st_mtime)}"'
-    return _stream(sealed.size, etag, content_type, sealed.iter_range)
+    return sealed, whole, etag
 
 
-async def _picture(media_id: str, video_file: str, image_file: str) -> Response:
-    found = await run(services().library.get, _check_id(media_id))
-    return await _sealed(media_id, video_file if found.type == "video" else image_file, "image/webp")
+async def _sealed(media_id: str, pick, content_type: str = "image/webp") -> Response:
+    sealed, whole, etag = await run(_open_sealed, media_id, pick)
+    return _stream(sealed.size, etag, content_type, whole if whole is not None else sealed.iter_range)
+
+
+def _picture(video_file: str, image_file: str):
+    return lambda item: video_file if item.type == "video" else image_file
 
 
 @bp.get("/thumbnail/<media_id>")
 @require_auth()
 async def thumbnail(media_id: str) -> Response:
-    return await _picture(media_id, THUMB_FILE, THUMB_FILE)
+    return await _sealed(media_id, _picture(THUMB_FILE, THUMB_FILE))
 
 
 @bp.get("/preview/<media_id>")
 @require_auth()
 async def preview(media_id: str) -> Response:
-    return await _picture(media_id, PREVIEW_FILE, THUMB_FILE)
+    return await _sealed(media_id, _picture(PREVIEW_FILE, THUMB_FILE))
 
 
 @bp.get("/poster/<media_id>")
 @require_auth()
 async def poster(media_id: str) -> Response:
-    return await _picture(media_id, POSTER_FILE, IMAGE_FILE)
+    return await _sealed(media_id, _picture(POSTER_FILE, IMAGE_FILE))
 
 
 def _playlist(text: str) -> Response:
@@ -186,7 +203,7 @@ async def stream(media_id: str) -> Response:
     """A photo's WebP, or a video's master playlist (variant URIs relative to this URL)."""
     found = await run(services().library.get, _check_id(media_id))
     if found.type == "image":
-        return await _sealed(media_id, IMAGE_FILE, "image/webp")
+        return await _sealed(media_id, lambda _item: IMAGE_FILE)
     master = (await run(services().library.read, media_id, MASTER_PLAYLIST)).decode()
     return _playlist(re.sub(r"^(\d{2,4}p/index\.m3u8)$", rf"../hls/{media_id}/\1", master, flags=re.M))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index, func, text
 from sqlmodel import Field, SQLModel
 
 
@@ -54,6 +54,12 @@ class DeviceSession(SQLModel, table=True):
 
 class MediaFile(SQLModel, table=True):
     __tablename__ = "media_files"
+    # The gallery pages through these orders; each needs an index that ends in the id tie-breaker.
+    __table_args__ = (
+        Index("ix_media_files_created_id", "created_at", "id"),
+        Index("ix_media_files_type_created_id", "media_type", "created_at", "id"),
+        Index("ix_media_files_shown_date_id", func.coalesce(text("taken_at"), text("created_at")), "id"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     media_type: str = Field(index=True, max_length=8)  # "image" | "video"

@@ -77,6 +77,7 @@ class KeyService:
         self._thread_lock = threading.RLock()
         self._file_lock = FileLock(str(paths.private / "keys.lock"), mode=PRIVATE_FILE_MODE)
         self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._key_ids: dict[str, str] = {}
 
     @contextmanager
     def exclusive(self) -> Iterator[KeyRing]:
@@ -127,6 +128,19 @@ class KeyService:
         if row is None or row.purpose != "hls":
             raise NotFoundError("Unknown key", details={"key_id": key_id})
         return self.data_key(key_id)
+
+    def key_id(self, media_id: str, purpose: str) -> str:
+        """Which key protects an item's files or stream; cached, since an item's keys never change."""
+        cache_key = f"{media_id}:{purpose}"
+        with self._thread_lock:
+            if found := self._key_ids.get(cache_key):
+                return found
+        key_id = self.key_row(media_id, purpose).id
+        with self._thread_lock:
+            if len(self._key_ids) > 20_000:
+                self._key_ids.clear()
+            self._key_ids[cache_key] = key_id
+        return key_id
 
     def key_row(self, media_id: str, purpose: str) -> EncryptionKey:
         with self._db.session() as session:
@@ -219,4 +233,7 @@ class KeyService:
             session.delete(row)
         ids = [r.id for r in rows]
         self.forget(ids)
+        with self._thread_lock:
+            for purpose in ("file", "hls"):
+                self._key_ids.pop(f"{media_id}:{purpose}", None)
         return ids

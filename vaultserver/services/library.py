@@ -32,6 +32,7 @@ from vaultserver.services.keys import KeyService, NewDataKey
 
 log = logging.getLogger(__name__)
 
+ITEM_CACHE = 10_000
 SORTABLE = {"created_at", "taken_at", "original_name", "size", "duration"}
 
 # What an item's folder holds. All but the HLS segments are in the at-rest container format.
@@ -145,6 +146,7 @@ class LibraryService:
         self._db = db
         self._keys = keys
         self._audit = audit
+        self._items: dict[str, MediaItem] = {}
 
     # --- writing -------------------------------------------------------------------------------------
 
@@ -220,6 +222,7 @@ class LibraryService:
             for position in session.exec(positions).all():
                 session.delete(position)
             session.delete(row)
+        self._items.pop(media_id, None)
         shutil.rmtree(self.item_dir(media_id), ignore_errors=True)
         self._audit.record(AuditEvent("media_deleted", username=actor, resource=media_id,
                                       details={"original_name": row.original_name}))
@@ -245,11 +248,18 @@ class LibraryService:
     # --- reading -------------------------------------------------------------------------------------
 
     def get(self, media_id: str) -> MediaItem:
+        """Committed items never change (only deletion), so reads are served from a bounded cache."""
+        if cached := self._items.get(media_id):
+            return cached
         with self._db.session() as session:
             row = session.get(MediaFile, media_id) if media_id.isalnum() else None
         if row is None:
             raise NotFoundError("No such media item", details={"id": media_id})
-        return MediaItem.from_row(row)
+        item = MediaItem.from_row(row)
+        if len(self._items) >= ITEM_CACHE:
+            self._items.pop(next(iter(self._items)))
+        self._items[media_id] = item
+        return item
 
     def find_by_sha256(self, sha256: str) -> MediaItem | None:
         with self._db.session() as session:
@@ -264,18 +274,19 @@ class LibraryService:
             raise ValidationError("Bad sort, order, page or limit",
                                   details={"sort": sorted(SORTABLE), "order": ["asc", "desc"],
                                            "limit": "1..500", "page": ">= 1"})
-        query = select(MediaFile)
+        filters = []
         if media_type in ("image", "video"):
-            query = query.where(MediaFile.media_type == media_type)
+            filters.append(MediaFile.media_type == media_type)
         if q:
-            query = query.where(col(MediaFile.original_name).icontains(q))
+            filters.append(col(MediaFile.original_name).icontains(q))
         column = col(getattr(MediaFile, sort))
-        if sort == "taken_at":  # undated items sort by when they were added
+        if sort == "taken_at":  # undated items sort by when they were added (an indexed expression)
             column = func.coalesce(col(MediaFile.taken_at), col(MediaFile.created_at))
-        ordering = column.desc() if order == "desc" else column.asc()
+        direction = (lambda c: c.desc()) if order == "desc" else (lambda c: c.asc())
         with self._db.session() as session:
-            total = session.exec(select(func.count()).select_from(query.subquery())).one()
-            rows = session.exec(query.order_by(ordering, col(MediaFile.id))
+            total = session.exec(select(func.count()).select_from(MediaFile).where(*filters)).one()
+            rows = session.exec(select(MediaFile).where(*filters)
+                                .order_by(direction(column), direction(col(MediaFile.id)))
                                 .offset((page - 1) * limit).limit(limit)).all()
         return Page([MediaItem.from_row(r) for r in rows], total, page, limit)
 
@@ -289,8 +300,7 @@ class LibraryService:
         path = self.item_dir(media_id) / name
         if not _SEALED_NAME.match(name) or not path.is_file():
             raise NotFoundError("No such rendition", details={"id": media_id, "name": name})
-        key_row = self._keys.key_row(media_id, "file")
-        return SealedFile(path, self._keys.data_key(key_row.id))
+        return SealedFile(path, self._keys.data_key(self._keys.key_id(media_id, "file")))
 
     def read(self, media_id: str, name: str) -> bytes:
         return self.sealed(media_id, name).read_all()
