@@ -52,48 +52,29 @@ def _vault(data: Path, *args: str, stdin: str | None = None) -> str:
     ).stdout
 
 
+CLIP = ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-f", "lavfi", "-i", "sine", "-t", "12",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"]
+
+
 def prepare(data: Path) -> dict:
-    """A data dir with one ingested 1080p clip, an owner account and 100,000 extra library rows."""
+    """A data dir with a 1080p clip and a 12 MP photo ingested, an owner, and 100,000 extra library rows."""
+    from PIL import Image
+
     paths = AppPaths(data).ensure()
     save_settings(paths, Settings(stable_seconds=0, mdns_enabled=False))
-    clip = paths.default_imports / "clip.mp4"
-    clip.parent.mkdir(exist_ok=True)
-    subprocess.run(
-        [
-            ffmpeg(),
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1920x1080:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine",
-            "-t",
-            "12",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            str(clip),
-        ],
-        check=True,
-    )
+    paths.default_imports.mkdir(exist_ok=True)
+    subprocess.run([ffmpeg(), "-loglevel", "error", "-y", *CLIP, str(paths.default_imports / "clip.mp4")],
+                   check=True)
+    photo = Image.radial_gradient("L").resize((4000, 3000)).convert("RGB")
+    photo.effect_spread(40).save(paths.default_imports / "photo.jpg", quality=90)
     _vault(data, "process", "--once")
     _vault(data, "user", "add", USER, "--admin", "--password-stdin", stdin=PASSWORD + "\n")
-    (item,) = json.loads(_vault(data, "library", "list", "--json"))
-    segments = sorted(
-        paths.library.glob(f"{item['id']}/hls/*/seg_*.ts"), key=lambda p: abs(p.stat().st_size - 1_500_000)
-    )
+    items = {i["type"]: i for i in json.loads(_vault(data, "library", "list", "--json"))}
+    video = items["video"]["id"]
+    segments = sorted(paths.library.glob(f"{video}/hls/*/seg_*.ts"),
+                      key=lambda p: abs(p.stat().st_size - 1_500_000))
     _add_rows(paths.database, 100_000)
-    return {"id": item["id"], "segment": segments[0], "paths": paths}
+    return {"id": video, "photo": items["image"]["id"], "segment": segments[0], "paths": paths}
 
 
 def _add_rows(database: Path, count: int) -> None:
@@ -217,7 +198,7 @@ def library_latency(port: int, token: str, requests: int = 200) -> dict:
         )
         body = conn.getresponse().read()
         timings.append((time.perf_counter() - start) * 1000)
-    assert json.loads(body)["pagination"]["total"] == 100_001
+    assert json.loads(body)["pagination"]["total"] == 100_002
     timings.sort()
     return {"p50_ms": statistics.median(timings), "p95_ms": timings[int(len(timings) * 0.95)]}
 
@@ -271,13 +252,13 @@ def run() -> dict:
             from vaultserver.services import open_services
 
             services = open_services(paths)
-            thumb = services.library.read(media_id, "thumb.vlt")
+            thumb = services.library.read(setup["photo"], "thumb.vlt")
             services.close()
             results = {"segment_bytes": setup["segment"].stat().st_size, "thumb_bytes": len(thumb)}
             print("Vault: segment ...", flush=True)
             results["vault_segment"] = wrk(f"{base}/hls/{media_id}/{rung}/{name}", token, server.sample_rss)
             print("Vault: thumbnail ...", flush=True)
-            results["vault_thumb"] = wrk(f"{base}/thumbnail/{media_id}", token, server.sample_rss)
+            results["vault_thumb"] = wrk(f"{base}/thumbnail/{setup['photo']}", token, server.sample_rss)
             print("Vault: library with 100,000 items ...", flush=True)
             results["library"] = library_latency(server.port, token)
             server.sample_rss()
