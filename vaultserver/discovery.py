@@ -48,8 +48,8 @@ class Advertiser:
 
     def start(self) -> None:
         kwargs = {"interfaces": self._interfaces} if self._interfaces else {}
-        self._zeroconf = Zeroconf(ip_version=IPVersion.All if not self._interfaces else IPVersion.V4Only,
-                                  **kwargs)
+        # IPv4 only: every home LAN and the VPN have it, and IPv6 multicast fails noisily where unrouted.
+        self._zeroconf = Zeroconf(ip_version=IPVersion.V4Only, **kwargs)
         self._info = self._service_info(self._addresses())
         self._zeroconf.register_service(self._info, allow_name_change=True)
         self._stop.clear()
