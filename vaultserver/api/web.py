@@ -15,6 +15,8 @@ from quart import Blueprint, Response
 from vaultserver.errors import NotFoundError
 
 bp = Blueprint("web", __name__)
+EXTRA_TYPES = {".webmanifest": "application/manifest+json", ".js": "text/javascript",
+               ".mjs": "text/javascript"}
 
 
 def web_root() -> Path:
@@ -28,7 +30,8 @@ def _file(relative: str, cache: str) -> Response:
     path = (root / relative).resolve()
     if root not in path.parents or not path.is_file():
         raise NotFoundError("Not found", details={"path": relative[:128]})
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    guessed = mimetypes.guess_type(path.name)[0]
+    content_type = EXTRA_TYPES.get(path.suffix) or guessed or "application/octet-stream"
     if content_type.startswith("text/") or content_type in ("application/javascript", "image/svg+xml"):
         content_type += "; charset=utf-8"
     return Response(path.read_bytes(), headers={"Content-Type": content_type, "Cache-Control": cache})
