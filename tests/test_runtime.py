@@ -62,6 +62,7 @@ def test_progress_is_visible_and_pause_holds_work(runtime, media, services):
             seen.add((job.stage, round(job.progress, 1)))
         return services.queue.counts().done == 1
     wait_for(finished, timeout=120, interval=0.02)
+    finished()  # one more look: the job may have finished between the last snapshot and the count
     transcoding = sorted(p for stage, p in seen if stage == "transcoding")
     assert len(transcoding) >= 2 and 0 < transcoding[-1] <= 1
     assert "done" in {stage for stage, _ in seen}
