@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,11 +30,25 @@ def ffmpeg_bin() -> str:
     return find_ffmpeg()
 
 
-@pytest.fixture
-def paths(tmp_path: Path) -> AppPaths:
-    paths = AppPaths(tmp_path / "vault").ensure()
+def wait_for(condition, timeout=60.0):
+    """Poll `condition` until it returns something truthy (and return that), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def make_paths(root: Path) -> AppPaths:
+    paths = AppPaths(root / "vault").ensure()
     save_settings(paths, Settings(**FAST_SETTINGS))
     return paths
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> AppPaths:
+    return make_paths(tmp_path)
 
 
 @pytest.fixture
@@ -62,15 +77,21 @@ OWNER, OWNER_PASSWORD = "owner", "Own3r!pass"
 VIEWER, VIEWER_PASSWORD = "viewer", "View3r!pass"
 
 
-@pytest.fixture
-def server(services, paths):
-    """A real Vault (HTTPS server + pipeline) on an ephemeral port, with an owner and a viewer account."""
+def start_server(paths: AppPaths, services: Services):
+    """Start a real Vault (HTTPS server + pipeline) on an ephemeral port, with an owner and a viewer."""
     from vaultserver.runtime import VaultRuntime
 
     services.users.create(OWNER, OWNER_PASSWORD, "admin")
     services.users.create(VIEWER, VIEWER_PASSWORD, "viewer")
     runtime = VaultRuntime(paths, services)
     runtime.start(serve=True, host="127.0.0.1", port=0)
+    return runtime
+
+
+@pytest.fixture
+def server(services, paths):
+    """A real Vault (HTTPS server + pipeline) on an ephemeral port, with an owner and a viewer account."""
+    runtime = start_server(paths, services)
     yield runtime
     runtime.stop()
 
@@ -171,3 +192,13 @@ class MediaFactory:
 @pytest.fixture(scope="session")
 def media(tmp_path_factory: pytest.TempPathFactory, ffmpeg_bin: str) -> MediaFactory:
     return MediaFactory(tmp_path_factory.mktemp("media"), ffmpeg_bin)
+
+
+@pytest.fixture
+def stocked(server, services, media):
+    """The running server with one photo and one video in its library."""
+    imports = services.settings.current.import_path(services.paths)
+    media.copy_into(media.image("api.jpg", size=(800, 600)), imports)
+    media.copy_into(media.video(seconds=3, size="640x360"), imports, "clip.mp4")
+    items = wait_for(lambda: len(services.library.all_items()) == 2 and services.library.all_items())
+    return {item.type: item for item in items}

@@ -18,25 +18,6 @@ from tests.conftest import OWNER, OWNER_PASSWORD, VIEWER, VIEWER_PASSWORD
 from vaultserver.db.models import utcnow
 
 
-def wait_for(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-@pytest.fixture
-def stocked(server, services, media):
-    """The running server with one photo and one video in its library."""
-    imports = services.settings.current.import_path(services.paths)
-    media.copy_into(media.image("api.jpg", size=(800, 600)), imports)
-    media.copy_into(media.video(seconds=3, size="640x360"), imports, "clip.mp4")
-    items = wait_for(lambda: len(services.library.all_items()) == 2 and services.library.all_items())
-    return {item.type: item for item in items}
-
-
 @pytest.fixture
 def viewer(make_client):
     client = make_client()
@@ -175,6 +156,16 @@ def test_users_end_their_own_sessions_and_sign_out_everywhere(make_client):
     assert phone.request("GET", "/api/auth/me").status == 200
     assert phone.request("POST", "/api/auth/logout").status == 200
     assert phone.request("GET", "/api/auth/me").code == "AUTH_004"
+
+
+def test_signing_out_clears_the_cookies_and_the_browsers_cached_pictures(make_client):
+    client = make_client()
+    client.login(VIEWER, VIEWER_PASSWORD)
+    reply = client.request("POST", "/api/auth/logout")
+    assert reply.status == 200 and reply.headers["Clear-Site-Data"] == '"cache"'
+    cleared = {c.split("=")[0]: c for c in reply.headers.get_all("Set-Cookie")}
+    assert set(cleared) == {"vault_access", "vault_refresh"}
+    assert all("Max-Age=0" in c or "Expires=Thu, 01 Jan 1970" in c for c in cleared.values())
 
 
 def test_cookie_authenticated_changes_must_be_same_origin(make_client, server):

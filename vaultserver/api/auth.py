@@ -149,6 +149,8 @@ async def logout() -> Response:
     response = jsonify({"ok": True})
     response.delete_cookie(ACCESS_COOKIE, path="/")
     response.delete_cookie(REFRESH_COOKIE, path="/api/auth")
+    # Pictures are cached privately for an hour: the browser drops them with the session.
+    response.headers["Clear-Site-Data"] = '"cache"'
     return response
 
 
