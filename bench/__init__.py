@@ -18,4 +18,10 @@ Every measurement runs in its own runner process (bench/runner.py), so wall time
 the whole process tree) and peak RSS belong to that measurement alone. Inputs are generated once into
 bench/.work/ (bench/inputs.py); results go to bench/results/latest.json. On a busy machine the numbers are
 noisy: compare ratios from one run, not absolute times across runs.
+
+`python -m bench serve` is the serving benchmark (bench/serving.py; `all` runs both): Vault's whole HTTPS
+stack against nginx serving the same bytes, with 16 clients on 127.0.0.1. Its parts: serve_setup.py (the
+data dir: an ingested clip and photo, 100,000 library rows), serve_process.py (`vaultserver serve` in its
+own process; RSS and CPU), nginx_baseline.py, loadgen.py (wrk, or pyload.py's Python client); results go
+to bench/results/serve.json.
 """

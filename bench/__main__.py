@@ -1,4 +1,8 @@
-"""`python -m bench [--quick] [--keep]`: run every measurement, print the table, write the results JSON."""
+"""`python -m bench [--quick] [--keep] [ingest|serve|all]`: measure, print the table, write the results JSON.
+
+ingest (the default) measures conversion (bench/results/latest.json); serve measures HTTPS serving next to
+nginx (bench/serving.py, bench/results/serve.json); all runs both.
+"""
 
 from __future__ import annotations
 
@@ -119,9 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help=f"keep the run folders in {WORK / 'runs'}")
     parser.add_argument("suite", nargs="?", choices=["ingest", "serve", "all"], default="ingest",
                         help="ingest (default): conversion; serve: HTTPS serving next to nginx; all: both")
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
+                        help="serve: load generator (auto: wrk if installed, else the Python client)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="serve: length of each load run")
     args = parser.parse_args(argv)
     if args.suite in ("serve", "all"):
-        _serve()
+        from bench import serving
+
+        serving.main(args.client, args.seconds, _git_revision())
         if args.suite == "serve":
             return 0
 
@@ -219,16 +228,6 @@ def report(meta: dict, rows: dict[str, tuple[str, Measurement]], checks: list[di
     verdicts = [c["pass"] for c in checks if c["pass"] is not None]
     lines += ["", f"Targets met: {sum(verdicts)}/{len(verdicts)}"]
     return "\n".join(lines)
-
-
-def _serve() -> None:
-    from bench import serving
-
-    results = serving.run()
-    if results:
-        results["checks"] = serving.report(results)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        (RESULTS.parent / "serve.json").write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

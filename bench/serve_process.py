@@ -1,0 +1,110 @@
+"""Vault's server as the user runs it (`vaultserver serve`), in its own process: memory and CPU are its own.
+
+Peak RSS is the larger of VmRSS sampled every 100 ms from /proc/<pid>/status and the kernel's own high-water
+mark (VmHWM). CPU seconds (user + sys, all threads) come from /proc/<pid>/stat.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from bench.serve_setup import PASSWORD, USER, VAULT_ENV
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_SERVING = re.compile(r"https://localhost:(\d+)/")
+
+
+def client_context(cafile: Path) -> ssl.SSLContext:
+    """Trusts Vault's CA; the name is not checked, since we connect by address (127.0.0.1)."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    context.check_hostname = False
+    return context
+
+
+class VaultServer:
+    def __init__(self, data: Path, ca: Path, log: Path) -> None:
+        self.data, self.ca, self.log = data, ca, log
+        self.port = 0
+        self.peak_rss = 0  # bytes
+        self._stop = threading.Event()
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> VaultServer:
+        cmd = [sys.executable, "-m", "vaultserver.cli", "--data-dir", str(self.data), "serve",
+               "--host", "127.0.0.1", "--port", "0"]
+        with open(self.log, "ab") as err:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                         text=True, env={**os.environ, **VAULT_ENV})
+        for line in self.proc.stdout:  # "Vault is serving https://localhost:PORT/ ..."
+            if found := _SERVING.search(line):
+                self.port = int(found[1])
+                break
+        if not self.port:
+            self.proc.wait(10)
+            raise RuntimeError(f"vaultserver serve did not start:\n{self.log.read_text()[-3000:]}")
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # keep the pipe drained
+        threading.Thread(target=self._sample, daemon=True).start()
+        return self
+
+    def _status(self) -> dict[str, int]:
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return {k: int(v) * 1024 for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.M)}
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                self.peak_rss = max(self.peak_rss, *self._status().values())
+            except (OSError, TypeError):
+                return
+
+    def cpu(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+    @property
+    def base(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def request(self, method: str, path: str, body: dict | None = None, token: str | None = None
+                ) -> tuple[int, bytes]:
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=client_context(self.ca),
+                                           timeout=30)
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def login(self) -> str:
+        status, body = self.request("POST", "/api/auth/login", {"username": USER, "password": PASSWORD,
+                                                                "device_name": "serving benchmark"})
+        if status != 200:
+            raise RuntimeError(f"login failed: {status} {body[:300]!r}")
+        return json.loads(body)["access_token"]
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.peak_rss = max(self.peak_rss, *self._status().values())
+        except (OSError, TypeError):
+            pass
+        self._stop.set()
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
