@@ -25,8 +25,11 @@ from vaultserver.services import Services, open_services
 log = logging.getLogger("vaultserver")
 
 
-def _setup_logging(paths: AppPaths, verbose: bool, quiet: bool = True) -> None:
+def setup_logging(paths: AppPaths, verbose: bool, quiet: bool = True) -> None:
+    """Console (warnings unless verbose) plus a rotating file in logs/; once per process."""
     root = logging.getLogger()
+    if any(getattr(h, "vault_log", False) for h in root.handlers):
+        return
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO))
@@ -37,6 +40,7 @@ def _setup_logging(paths: AppPaths, verbose: bool, quiet: bool = True) -> None:
         paths.logs / "vault.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
     )
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file_handler.vault_log = True  # type: ignore[attr-defined]
     root.addHandler(file_handler)
 
 
@@ -330,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = AppPaths(resolve_data_dir(args.data_dir))
     try:
         paths.ensure()
-        _setup_logging(paths, args.verbose)
+        setup_logging(paths, args.verbose)
         if args.command in PATH_COMMANDS:
             return PATH_COMMANDS[args.command](args, paths)
         services = open_services(paths)

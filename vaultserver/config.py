@@ -28,6 +28,14 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
 
+def resource_path(*parts: str) -> Path:
+    """A file under resources/: in a checkout, or inside the frozen app's bundle."""
+    import sys
+
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[1]))
+    return base.joinpath("resources", *parts)
+
+
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """`--data-dir` wins over `VAULT_HOME`, which wins over the platform's application-support folder."""
     if explicit:

@@ -29,6 +29,15 @@ class AlreadyRunning(VaultError):
     status = 409
 
 
+def urls_for(host: str, port: int) -> list[str]:
+    """Where viewers can reach a Vault listening on host:port: by name on the LAN first, then by address."""
+    if host not in ("0.0.0.0", "::"):
+        return [Endpoint(host, port).url]
+    names = [n for n in host_names() if n.endswith(".local")]
+    addresses = [a for a in local_addresses() if ":" not in a and not a.startswith("127.")]
+    return [f"https://{h}:{port}/" for h in [*names, *addresses]] + [f"https://localhost:{port}/"]
+
+
 class VaultRuntime:
     """Start/stop/health for everything that runs. The server is optional (`process --once` has none)."""
 
@@ -43,12 +52,15 @@ class VaultRuntime:
         self.server: HttpsServer | None = None
         self._lock = FileLock(str(paths.runtime_lock), timeout=0)
         self._watchdog_stop = threading.Event()
+        self._restart_requested = threading.Event()
+        self._server_lock = threading.RLock()  # one start/stop/restart of the listener at a time
         self._watchdog: threading.Thread | None = None
         self._listen: tuple[str, int] | None = None
         self.advertiser: Advertiser | None = None
         self._mdns_interfaces = mdns_interfaces  # None: every interface (tests pin it to loopback)
         self.running = False
         self.restarts = 0
+        self.last_error: str | None = None  # why the server is not serving, in words for the owner
         self.services.settings.subscribe(self._settings_changed)
 
     def _acquire(self) -> None:
@@ -89,22 +101,55 @@ class VaultRuntime:
         log.info("Vault started on %s", self.paths.root)
 
     def _start_server(self) -> None:
-        self.server = HttpsServer(self.services, ensure_certificate(self.paths))
-        host, port = self._listen
-        endpoint = self.server.start(host, port)
-        self._listen = (host, endpoint.port)  # a restart keeps the port, even one chosen by the OS
+        with self._server_lock:
+            host, port = self._listen
+            try:
+                self.server = HttpsServer(self.services, ensure_certificate(self.paths))
+                endpoint = self.server.start(host, port)
+            except Exception as exc:
+                self.last_error = f"Could not serve on {host}:{port}: {exc}"
+                raise
+            self.last_error = None
+            self._listen = (host, endpoint.port)  # a restart keeps the port, even one chosen by the OS
+
+    def start_server(self) -> None:
+        """Serve again after `stop_server`, on the address it last had (the settings' if none yet)."""
+        with self._server_lock:
+            if not self.running or (self.server and self.server.alive):
+                return
+            if self._listen is None:
+                settings = self.services.settings.current
+                self._listen = (settings.host, settings.port)
+            self._start_server()
+            self._advertise(self.services.settings.current.mdns_enabled)
+
+    def stop_server(self) -> None:
+        """Stop serving (and advertising) while the pipeline goes on importing."""
+        with self._server_lock:
+            self._advertise(False)
+            if self.server:
+                self.server.stop()
+                self.server = None
 
     def _supervise(self) -> None:
         """Restart the server thread if it dies; rotate the master key when it is due (checked hourly)."""
         next_key_check = 0.0
         while not self._watchdog_stop.wait(0 if next_key_check == 0 else self.WATCHDOG_SECONDS):
-            if self.server and not self.server.alive and self.running:
-                log.error("The HTTPS server stopped unexpectedly (%s); restarting", self.server.error)
-                self.restarts += 1
+            if self._restart_requested.is_set():
+                self._restart_requested.clear()
                 try:
-                    self._start_server()
+                    self.restart_server()
                 except Exception:
-                    log.exception("Restarting the HTTPS server failed")
+                    log.exception("Restarting the HTTPS server on the new address failed")
+            with self._server_lock:
+                dead = self.server is not None and not self.server.alive and self.running
+                if dead:
+                    log.error("The HTTPS server stopped unexpectedly (%s); restarting", self.server.error)
+                    self.restarts += 1
+                    try:
+                        self._start_server()
+                    except Exception:
+                        log.exception("Restarting the HTTPS server failed")
             if time.monotonic() >= next_key_check:
                 next_key_check = time.monotonic() + self.KEY_CHECK_SECONDS
                 self._rotate_if_due()
@@ -131,36 +176,40 @@ class VaultRuntime:
                 self.advertiser = None
 
     def _settings_changed(self, old, new) -> None:
-        if self.running and self.server and old.mdns_enabled != new.mdns_enabled:
+        """Apply a change live where it can be; a new port or address restarts the listener.
+
+        The restart is left to the supervisor thread: the change may come from a request the server itself
+        is answering (PATCH /api/admin/settings), which must not wait for its own server to stop.
+        """
+        if not self.running:
+            return
+        if self.server and (old.host, old.port) != (new.host, new.port):
+            self._listen = (new.host, new.port)
+            self._restart_requested.set()
+        elif self.server and old.mdns_enabled != new.mdns_enabled:
             self._advertise(new.mdns_enabled)
+        if old.import_path(self.paths) != new.import_path(self.paths):
+            self.pipeline.watcher.stop()
+            self.pipeline.watcher.start(new.import_path(self.paths))
 
     def urls(self) -> list[str]:
-        """Where viewers can reach this Vault: by name on the LAN first, then by address."""
-        if not self.endpoint:
-            return []
-        host, port = self.endpoint.host, self.endpoint.port
-        if host not in ("0.0.0.0", "::"):
-            return [self.endpoint.url]
-        names = [n for n in host_names() if n.endswith(".local")]
-        addresses = [a for a in local_addresses() if ":" not in a and not a.startswith("127.")]
-        return [f"https://{h}:{port}/" for h in [*names, *addresses]] + [f"https://localhost:{port}/"]
+        return urls_for(self.endpoint.host, self.endpoint.port) if self.endpoint else []
 
     def health(self) -> dict:
         counts = self.services.queue.counts()
         return {"running": self.running, "server": bool(self.server and self.server.alive),
                 "urls": self.urls(), "paused": self.pipeline.workers.paused,
                 "mdns": self.advertiser is not None, "queue_active": counts.active,
-                "server_restarts": self.restarts}
+                "server_restarts": self.restarts, "error": self.last_error}
 
     def restart_server(self) -> None:
-        """Apply settings that need a new listener (port, certificate)."""
-        if not self.server:
-            return
-        self.server.stop()
-        settings = self.services.settings.current
-        self._listen = (settings.host, settings.port)
-        self._start_server()
-        self._advertise(settings.mdns_enabled)
+        """A new listener on the current address: after a port change or a new certificate."""
+        with self._server_lock:
+            if not self.server:
+                return
+            self.server.stop()
+            self._start_server()
+            self._advertise(self.services.settings.current.mdns_enabled)
 
     def stop(self) -> None:
         if not self.running:
@@ -169,9 +218,7 @@ class VaultRuntime:
         self._watchdog_stop.set()
         if self._watchdog:
             self._watchdog.join(5)
-        self._advertise(False)
-        if self.server:
-            self.server.stop()
+        self.stop_server()
         self.pipeline.stop()
         self._release()
         log.info("Vault stopped")

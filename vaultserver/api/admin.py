@@ -38,10 +38,7 @@ async def update_user(user_id: str) -> Response:
     changes = {k: body[k] for k in ("password", "role", "is_active") if k in body}
     if "is_active" in changes and not isinstance(changes["is_active"], bool):
         raise ValidationError("'is_active' must be true or false", details={"field": "is_active"})
-    s = services()
-    user = await run(s.users.update, user_id, actor=g.principal.username, **changes)
-    if changes.get("is_active") is False or "password" in changes:
-        await run(s.sessions.revoke_all_for_user, user_id, "account_changed_by_admin", None, g.principal)
+    user = await run(services().change_user, user_id, actor=g.principal, **changes)
     return jsonify({"user": user.to_dict()})
 
 

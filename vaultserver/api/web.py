@@ -7,11 +7,11 @@ another file. The page carries no inline script, which lets the CSP forbid it.
 from __future__ import annotations
 
 import mimetypes
-import sys
 from pathlib import Path
 
 from quart import Blueprint, Response
 
+from vaultserver.config import resource_path
 from vaultserver.errors import NotFoundError
 
 bp = Blueprint("web", __name__)
@@ -20,9 +20,7 @@ EXTRA_TYPES = {".webmanifest": "application/manifest+json", ".js": "text/javascr
 
 
 def web_root() -> Path:
-    """resources/web in a checkout, or inside the frozen app's bundle."""
-    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2]))
-    return base / "resources" / "web"
+    return resource_path("web")
 
 
 def _file(relative: str, cache: str) -> Response:

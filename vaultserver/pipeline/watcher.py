@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -148,3 +149,25 @@ class ImportWatcher:
             except Exception:  # a transient DB or FS error must not stop watching
                 log.exception("Checking the import folder failed")
             self._stop.wait(POLL_SECONDS)
+
+
+def copy_into(sources: list[Path], folder: Path) -> list[Path]:
+    """Copy files into the import folder, each under a hidden name until complete (never taken half-copied).
+
+    The owner's files stay where they were: only the copies in the import folder are consumed. A name already
+    taken gets a numbered suffix rather than overwriting a file still waiting to be imported.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for source in sources:
+        target = folder / source.name
+        n = 1
+        while target.exists():
+            target = folder / f"{source.stem} ({n}){source.suffix}"
+            n += 1
+        partial = folder / f".{target.name}.part"
+        shutil.copy2(source, partial)
+        os.replace(partial, target)
+        copied.append(target)
+    log.info("Copied %d file(s) into %s", len(copied), folder)
+    return copied

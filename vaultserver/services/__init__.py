@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from vaultserver.config import AppPaths
 from vaultserver.crypto.keystore import KeyStore, choose_backend
@@ -11,9 +12,9 @@ from vaultserver.services.audit import AuditService
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
 from vaultserver.services.queue import QueueService
-from vaultserver.services.sessions import SessionService, load_signing_secret
+from vaultserver.services.sessions import Principal, SessionService, load_signing_secret
 from vaultserver.services.settings import SettingsService
-from vaultserver.services.users import UserService
+from vaultserver.services.users import UserService, UserView
 
 
 @dataclass
@@ -30,6 +31,14 @@ class Services:
 
     def close(self) -> None:
         self.db.dispose()
+
+    def change_user(self, user_id: str, *, actor: Principal | None = None, actor_name: str | None = None,
+                    **changes: Any) -> UserView:
+        """An admin's change to an account; a new password or a disabled account signs out its devices."""
+        user = self.users.update(user_id, actor=actor.username if actor else actor_name, **changes)
+        if changes.get("is_active") is False or changes.get("password") is not None:
+            self.sessions.revoke_all_for_user(user_id, "account_changed_by_admin", None, actor)
+        return user
 
 
 def open_services(paths: AppPaths) -> Services:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import col, select
@@ -68,3 +71,22 @@ class AuditService:
         with self._db.session() as session:
             return [AuditEntry(r.id or 0, r.timestamp, r.event, r.outcome, r.username, r.ip_address,
                                r.resource, dict(r.details)) for r in session.exec(query)]
+
+    def event_names(self) -> list[str]:
+        with self._db.session() as session:
+            return sorted(session.exec(select(AccessLog.event).distinct()).all())
+
+    def export_csv(self, dest: Path, event: str | None = None, username: str | None = None) -> int:
+        """Write the whole (filtered) log, newest first, as CSV; returns the number of entries written."""
+        written, before = 0, None
+        with dest.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(["id", "timestamp", "event", "outcome", "username", "ip_address", "resource",
+                             "details"])
+            while batch := self.page(limit=1000, before_id=before, event=event, username=username):
+                for e in batch:
+                    writer.writerow([e.id, e.timestamp.isoformat(), e.event, e.outcome, e.username or "",
+                                     e.ip_address or "", e.resource or "", json.dumps(e.details)])
+                written += len(batch)
+                before = batch[-1].id
+        return written

@@ -128,6 +128,13 @@ class Page:
         return max(1, -(-self.total // self.limit))
 
 
+@dataclass(frozen=True)
+class Usage:
+    items: int
+    stored_bytes: int  # the encrypted library as stored
+    free_bytes: int  # left on the disk that holds it
+
+
 def _tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -289,6 +296,12 @@ class LibraryService:
                                 .order_by(direction(column), direction(col(MediaFile.id)))
                                 .offset((page - 1) * limit).limit(limit)).all()
         return Page([MediaItem.from_row(r) for r in rows], total, page, limit)
+
+    def usage(self) -> Usage:
+        with self._db.session() as session:
+            total = func.coalesce(func.sum(MediaFile.stored_size), 0)
+            count, stored = session.exec(select(func.count(), total)).one()
+        return Usage(count, stored, shutil.disk_usage(self._paths.library).free)
 
     def all_items(self) -> list[MediaItem]:
         with self._db.session() as session:

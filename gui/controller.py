@@ -1,0 +1,250 @@
+"""The GUI's one link to the running Vault: owns the runtime and turns what happens in it into Qt signals.
+
+Widgets never touch the database or the runtime: they call the controller, which does the work on a pool
+thread (`Tasks`) and answers on the UI thread, and they listen to its signals. Pipeline events arrive on
+worker threads and cross to the UI thread through one queued signal (`_job_event`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from gui.tasks import Done, Failed, Tasks
+from vaultserver.config import AppPaths, Settings
+from vaultserver.pipeline.watcher import copy_into
+from vaultserver.runtime import VaultRuntime
+from vaultserver.services import Services, open_services
+from vaultserver.services.library import Usage
+from vaultserver.services.queue import JobView, QueueCounts
+
+log = logging.getLogger(__name__)
+
+ONLINE_MINUTES = 5  # a device that made a request this recently counts as watching now
+STATES = ("running", "processing", "paused", "stopped", "error")
+RESTART_FIELDS = ("port", "host")
+
+
+@dataclass(frozen=True)
+class Status:
+    """One look at everything the tray and the dashboard show."""
+
+    state: str = "stopped"  # one of STATES
+    server: bool = False
+    paused: bool = False
+    urls: list[str] = field(default_factory=list)
+    error: str | None = None
+    counts: QueueCounts = field(default_factory=QueueCounts)
+    jobs: list[JobView] = field(default_factory=list)
+    devices_signed_in: int = 0
+    viewers_online: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+
+    @property
+    def summary(self) -> str:
+        """The tray's status line."""
+        if self.state == "error":
+            return f"Problem: {self.error}" if self.error else "Problem: the server is not running"
+        if self.state == "stopped":
+            return "Server stopped"
+        active = self.counts.active
+        if self.state == "paused":
+            return f"Processing paused ({active} waiting)" if active else "Processing paused"
+        if self.state == "processing":
+            return f"Processing {active} file{'s' if active != 1 else ''}"
+        return "Running"
+
+
+def state_of(running: bool, server: bool, paused: bool, active: int, error: str | None) -> str:
+    if error:
+        return "error"
+    if not running or not server:
+        return "stopped"
+    if paused:
+        return "paused"
+    return "processing" if active else "running"
+
+
+class VaultController(QObject):
+    status_changed = Signal(object)  # Status
+    notify = Signal(str, str)  # title, message: a batch finished, a file failed
+    message = Signal(str)  # something the owner should read now (e.g. "restarting on port 1028")
+    failed = Signal(str)  # an action failed; the text is the service's own message
+    started = Signal()
+    start_failed = Signal(str)
+    stopped = Signal()
+    settings_changed = Signal(object)  # Settings
+    library_changed = Signal()
+    _job_event = Signal(str, object)  # from worker threads; queued to the UI thread
+    _settings_event = Signal(object, object)
+
+    def __init__(self, paths: AppPaths, services: Services | None = None, *, host: str | None = None,
+                 port: int | None = None, mdns_interfaces: list[str] | None = None, poll_ms: int = 1000,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.paths = paths
+        self.services = services or open_services(paths)
+        self.tasks = Tasks(self)
+        self.runtime = VaultRuntime(paths, self.services, mdns_interfaces=mdns_interfaces)
+        self._listen = (host, port)
+        self.status = Status()
+        self._polling = False
+        self._batch_done = self._batch_failed = self._batch_duplicates = 0
+        self._job_event.connect(self._on_job_event)
+        self._settings_event.connect(self._on_settings_event)
+        self.runtime.pipeline.workers.listeners.append(lambda event, job: self._job_event.emit(event, job))
+        self.services.settings.subscribe(lambda old, new: self._settings_event.emit(old, new))
+        self._timer = QTimer(self)
+        self._timer.setInterval(poll_ms)
+        self._timer.timeout.connect(self.refresh)
+
+    # --- background work ---------------------------------------------------------------------------------
+
+    def run(self, fn: Callable[[], Any], done: Done | None = None, failed: Failed | None = None) -> None:
+        """Do `fn` off the UI thread; `done(result)` or `failed(message)` (default: the `failed` signal)."""
+        self.tasks.run(fn, done, failed or self.failed.emit)
+
+    # --- life cycle --------------------------------------------------------------------------------------
+
+    @property
+    def needs_setup(self) -> bool:
+        """True until an owner (admin) account exists: the first-run wizard then comes first."""
+        return not any(u.role == "admin" for u in self.services.users.list())
+
+    def start(self) -> None:
+        host, port = self._listen
+
+        def begin() -> None:
+            self.runtime.start(serve=True, host=host, port=port)
+
+        def started(_: Any) -> None:
+            self._timer.start()
+            self.started.emit()
+            self.refresh()
+
+        def not_started(message: str) -> None:
+            self.status = Status(state="error", error=message)
+            self.status_changed.emit(self.status)
+            self.start_failed.emit(message)
+
+        self.run(begin, started, not_started)
+
+    def shutdown(self) -> None:
+        """Stop everything (blocking: used on Quit, when the UI has nothing more to draw)."""
+        self._timer.stop()
+        self.tasks.wait()
+        self.runtime.close()
+        self.stopped.emit()
+
+    def start_server(self) -> None:
+        self.run(self.runtime.start_server, lambda _: self.refresh())
+
+    def stop_server(self) -> None:
+        self.run(self.runtime.stop_server, lambda _: self.refresh())
+
+    def pause(self) -> None:
+        self.runtime.pipeline.workers.pause()
+        self.refresh()
+
+    def resume(self) -> None:
+        self.runtime.pipeline.workers.resume()
+        self.refresh()
+
+    def toggle_pause(self) -> None:
+        (self.resume if self.status.paused else self.pause)()
+
+    def toggle_server(self) -> None:
+        (self.stop_server if self.status.server else self.start_server)()
+
+    def restart_server(self, reason: str) -> None:
+        self.message.emit(reason)
+        self.run(self.runtime.restart_server, lambda _: self.refresh())
+
+    @property
+    def import_folder(self) -> Path:
+        return self.services.settings.current.import_path(self.paths)
+
+    def import_files(self, files: list[Path], done: Done | None = None) -> None:
+        self.run(lambda: copy_into(files, self.import_folder), done)
+
+    # --- settings ----------------------------------------------------------------------------------------
+
+    def update_settings(self, changes: dict[str, Any], done: Done | None = None,
+                        failed: Failed | None = None) -> None:
+        self.run(lambda: self.services.settings.update(**changes), done, failed)
+
+    @Slot(object, object)
+    def _on_settings_event(self, old: Settings, new: Settings) -> None:
+        if any(getattr(old, f) != getattr(new, f) for f in RESTART_FIELDS) and self.runtime.server:
+            self.message.emit(f"Restarting the server on port {new.port}; open pages reconnect by "
+                              "themselves.")
+        elif old.workers != new.workers:
+            self.message.emit("The number of concurrent conversions applies the next time Vault starts.")
+        self.settings_changed.emit(new)
+
+    # --- status ------------------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Take a fresh look (on a pool thread); skipped while the previous look is still under way."""
+        if self._polling:
+            return
+        self._polling = True
+        self.run(self._look, self._looked, self._look_failed)
+
+    def _look(self) -> Status:
+        runtime, services = self.runtime, self.services
+        health = runtime.health()
+        counts = services.queue.counts()
+        jobs = services.queue.snapshot(recent=20)
+        sessions = services.sessions.list()
+        since = datetime.now(UTC) - timedelta(minutes=ONLINE_MINUTES)
+        online = sorted({s.username for s in sessions if _aware(s.last_activity_at) >= since})
+        state = state_of(health["running"], health["server"], health["paused"], counts.active,
+                         health["error"])
+        return Status(state, health["server"], health["paused"], health["urls"], health["error"], counts,
+                      jobs, len(sessions), online, services.library.usage())
+
+    def _looked(self, status: Status) -> None:
+        self._polling = False
+        self.status = status
+        self.status_changed.emit(status)
+        self._batch_finished(status.counts)
+
+    def _look_failed(self, message: str) -> None:
+        self._polling = False
+        log.warning("Status check failed: %s", message)
+
+    @Slot(str, object)
+    def _on_job_event(self, event: str, job: JobView) -> None:
+        if event == "failed":
+            self._batch_failed += 1
+            self.notify.emit("A file could not be imported",
+                             f"{job.original_name}: {job.error or 'unknown error'}. It was moved to the "
+                             "failed folder, unchanged.")
+        elif event == "done":
+            self._batch_done += 1
+            self.library_changed.emit()
+        elif event == "duplicate":
+            self._batch_duplicates += 1
+        self.refresh()
+
+    def _batch_finished(self, counts: QueueCounts) -> None:
+        """One notification per batch: when the queue runs empty after files were handled."""
+        done, failed, duplicates = self._batch_done, self._batch_failed, self._batch_duplicates
+        if counts.active or not (done or failed or duplicates):
+            return
+        self._batch_done = self._batch_failed = self._batch_duplicates = 0
+        parts = [f"{done} file{'s' if done != 1 else ''} added to the library"]
+        parts += [f"{duplicates} already there"] if duplicates else []
+        parts += [f"{failed} failed"] if failed else []
+        self.notify.emit("Import finished", ", ".join(parts) + ".")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

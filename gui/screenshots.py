@@ -1,0 +1,86 @@
+"""`python -m gui --screenshot DIR`: every admin tab and wizard page, rendered offscreen with sample data.
+
+The sample library is made of a few generated pictures run through the real pipeline, and two viewers
+signed in on made-up devices, so the pictures show what an owner really sees.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+from PySide6.QtWidgets import QApplication, QWidget
+
+from gui.app import VaultApp, _scratch_paths, wait_until
+from gui.controller import VaultController
+from gui.wizard import FirstRunWizard
+
+SCENES = [("Beach.jpg", "#38bdf8", "#fde68a"), ("Dunes.jpg", "#fb923c", "#fef3c7"),
+          ("Evening.jpg", "#6d28d9", "#fcd34d"), ("Meadow.jpg", "#60a5fa", "#86efac")]
+
+
+def _picture(path: Path, sky: str, ground: str) -> None:
+    image = Image.new("RGB", (1200, 800), sky)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((780, 120, 960, 300), fill="#fff7d6")
+    draw.polygon([(0, 560), (300, 470), (700, 540), (1200, 450), (1200, 800), (0, 800)], fill=ground)
+    image.save(path, quality=90)
+
+
+def _settle(app: QApplication, controller: VaultController, seconds: float = 0.8) -> None:
+    """Let background reloads land before taking the picture."""
+    controller.tasks.wait(10_000)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+    controller.tasks.wait(10_000)
+    app.processEvents()
+
+
+def _save(widget: QWidget, path: Path) -> None:
+    widget.grab().save(str(path))
+    print(path)
+
+
+def render_all(out: Path) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    app = QApplication.instance()
+    with tempfile.TemporaryDirectory(prefix="vault-shots-") as tmp:
+        paths = _scratch_paths(Path(tmp))
+        controller = VaultController(paths, host="127.0.0.1", port=0)
+        wizard = FirstRunWizard(controller)
+        wizard.account.name.setText("owner")
+        wizard.account.password.password.setText("Correct-h0rse")
+        wizard.resize(640, 520)
+        wizard.show()
+        for index in range(3):
+            _settle(app, controller, 0.2)
+            _save(wizard, out / f"wizard-{index + 1}.png")
+            wizard.account.password.confirm.setText("Correct-h0rse")
+            wizard.next()
+        wizard.hide()
+
+        services = controller.services
+        owner = services.users.create("owner", "Correct-h0rse", "admin")
+        for name, device in (("grandma", "Safari on iPhone"), ("sam", "Chrome on Android")):
+            user = services.users.create(name, "Correct-h0rse", "viewer")
+            services.sessions.create(user, device_name=device, ip="192.168.1.23")
+        services.sessions.create(owner, device_name="Safari on Mac", ip="127.0.0.1")
+        controller.import_folder.mkdir(parents=True, exist_ok=True)
+        for name, sky, ground in SCENES:
+            _picture(controller.import_folder / name, sky, ground)
+        vault = VaultApp(controller, use_tray=False)
+        vault.begin()
+        wait_until(lambda: controller.status.server, 60, "the server")
+        wait_until(lambda: len(services.library.all_items()) == len(SCENES), 120, "the sample pictures")
+        controller.refresh()
+        window = vault.window
+        window.resize(960, 640)
+        for title in window.pages:
+            window.show_tab(title)
+            _settle(app, controller)
+            _save(window, out / f"admin-{title.lower()}.png")
+        vault.quit()
+    return 0

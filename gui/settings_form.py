@@ -1,0 +1,143 @@
+"""A settings page generated from the settings declaration (`vaultserver.config.Settings`) for one section.
+
+Labels, help text, bounds and types all come from that declaration, so a new setting appears here by itself;
+the service validates (the same VALIDATION_001 message the API gives is shown under the form).
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_origin
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.controller import VaultController
+from vaultserver.config import Settings
+
+
+def section_fields(section: str) -> list[str]:
+    return [name for name, f in Settings.model_fields.items()
+            if (f.json_schema_extra or {}).get("section") == section]
+
+
+def _bounds(name: str) -> tuple[float | None, float | None]:
+    low = high = None
+    for item in Settings.model_fields[name].metadata:
+        low = getattr(item, "ge", low)
+        high = getattr(item, "le", high)
+    return low, high
+
+
+class SettingsForm(QWidget):
+    def __init__(self, controller: VaultController, section: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.fields = section_fields(section)
+        self.editors: dict[str, QWidget] = {}
+        form = QFormLayout()
+        for name in self.fields:
+            info = Settings.model_fields[name]
+            editor = self._editor(name, info.annotation)
+            editor.setToolTip(info.description or "")
+            editor.setAccessibleName(name)
+            self.editors[name] = editor
+            label = QLabel((info.json_schema_extra or {}).get("label", name))
+            label.setToolTip(info.description or "")
+            form.addRow(label, editor)
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.clicked.connect(self.apply)
+        self.revert_button = QPushButton("Revert")
+        self.revert_button.clicked.connect(self.load)
+        self.result = QLabel()
+        self.result.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.result, 1)
+        buttons.addWidget(self.revert_button)
+        buttons.addWidget(self.apply_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        self.load()
+        controller.settings_changed.connect(lambda _settings: self.load())
+
+    def _editor(self, name: str, annotation: Any) -> QWidget:
+        low, high = _bounds(name)
+        if annotation is bool:
+            return QCheckBox()
+        if annotation is int:
+            box = QSpinBox()
+            box.setRange(int(low if low is not None else 0), int(high if high is not None else 1_000_000))
+            return box
+        if annotation is float:
+            box = QDoubleSpinBox()
+            box.setDecimals(1)
+            box.setRange(low if low is not None else 0.0, high if high is not None else 1e6)
+            return box
+        if get_origin(annotation) is list:
+            box = QPlainTextEdit()
+            box.setPlaceholderText("One per line")
+            box.setFixedHeight(80)
+            return box
+        return QLineEdit()
+
+    def load(self) -> None:
+        current = self.controller.services.settings.current
+        for name, editor in self.editors.items():
+            value = getattr(current, name)
+            if isinstance(editor, QCheckBox):
+                editor.setChecked(value)
+            elif isinstance(editor, QSpinBox | QDoubleSpinBox):
+                editor.setValue(value)
+            elif isinstance(editor, QPlainTextEdit):
+                editor.setPlainText("\n".join(value))
+            else:
+                editor.setText(str(value))
+
+    def values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, editor in self.editors.items():
+            if isinstance(editor, QCheckBox):
+                values[name] = editor.isChecked()
+            elif isinstance(editor, QSpinBox | QDoubleSpinBox):
+                values[name] = editor.value()
+            elif isinstance(editor, QPlainTextEdit):
+                values[name] = [line.strip() for line in editor.toPlainText().splitlines() if line.strip()]
+            else:
+                values[name] = editor.text().strip()
+        return values
+
+    def changes(self) -> dict[str, Any]:
+        current = self.controller.services.settings.current
+        return {k: v for k, v in self.values().items() if getattr(current, k) != v}
+
+    def apply(self) -> None:
+        changes = self.changes()
+        if not changes:
+            self._show("Nothing to change.", ok=True)
+            return
+        self.apply_button.setEnabled(False)
+        self.controller.update_settings(changes, self._applied, self._refused)
+
+    def _applied(self, _settings: Settings) -> None:
+        self.apply_button.setEnabled(True)
+        self._show("Saved.", ok=True)
+
+    def _refused(self, message: str) -> None:
+        self.apply_button.setEnabled(True)
+        self._show(message, ok=False)
+
+    def _show(self, text: str, ok: bool) -> None:
+        self.result.setText(text)
+        self.result.setStyleSheet("color: #15803d" if ok else "color: #b91c1c")

@@ -1,0 +1,101 @@
+"""Dashboard: is Vault serving, where, who is watching, what is being imported, how much disk it uses."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from gui.controller import Status, VaultController
+from gui.tabs import Tab, make_table, size
+from gui.tray import choose_and_import, gallery_url, open_url
+
+STAGES = {"queued": "Waiting", "processing": "Converting", "done": "Added",
+          "duplicate": "Already in the library", "failed": "Failed (moved to the failed folder)",
+          "gone": "File disappeared"}
+
+
+class DashboardTab(Tab):
+    title = "Dashboard"
+
+    def __init__(self, controller: VaultController) -> None:
+        super().__init__(controller)
+        self.state = QLabel()
+        self.state.setStyleSheet("font-size: 18px; font-weight: 600")
+        self.urls = QLabel()
+        self.urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.viewers = QLabel()
+        self.disk = QLabel()
+        self.queue_summary = QLabel()
+        self.queue = make_table(["File", "Status", "Progress"])
+        self.queue.setAccessibleName("queue")
+        self.gallery = QPushButton("Open Gallery")
+        self.gallery.clicked.connect(lambda: open_url(gallery_url(controller.status.urls)))
+        self.pause = QPushButton("Pause Processing")
+        self.pause.clicked.connect(controller.toggle_pause)
+        self.server = QPushButton("Stop Server")
+        self.server.clicked.connect(controller.toggle_server)
+        add = QPushButton("Import Files…")
+        add.clicked.connect(lambda: choose_and_import(controller, self))
+        facts = QFormLayout()
+        facts.addRow("Open on a phone", self.urls)
+        facts.addRow("Viewers", self.viewers)
+        facts.addRow("Library", self.disk)
+        buttons = QHBoxLayout()
+        for button in (self.gallery, add, self.pause, self.server):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.state)
+        layout.addLayout(facts)
+        layout.addLayout(buttons)
+        layout.addWidget(self.queue_summary)
+        layout.addWidget(self.queue, 1)
+        layout.addWidget(self.notice)
+        controller.status_changed.connect(self.show_status)
+        controller.message.connect(self.say)
+        self.show_status(controller.status)
+
+    def show_status(self, status: Status) -> None:
+        self.state.setText(status.summary)
+        self.urls.setText("<br>".join(status.urls) or "Not serving")
+        online = ", ".join(status.viewers_online) or "nobody right now"
+        self.viewers.setText(f"{status.devices_signed_in} device(s) signed in; watching now: {online}")
+        if status.usage:
+            u = status.usage
+            self.disk.setText(f"{u.items} item(s), {size(u.stored_bytes)} encrypted; "
+                              f"{size(u.free_bytes)} free")
+        self.pause.setText("Resume Processing" if status.paused else "Pause Processing")
+        self.server.setText("Stop Server" if status.server else "Start Server")
+        self.gallery.setEnabled(bool(status.urls))
+        c = status.counts
+        self.queue_summary.setText(f"Import queue: {c.queued} waiting, {c.processing} converting, "
+                                   f"{c.done} added, {c.failed} failed")
+        self._show_jobs(status)
+
+    def _show_jobs(self, status: Status) -> None:
+        jobs = status.jobs
+        self.queue.setRowCount(len(jobs))
+        for row, job in enumerate(jobs):
+            name = self.queue.item(row, 0)
+            if name is None or name.text() != job.original_name:
+                self.queue.setItem(row, 0, QTableWidgetItem(job.original_name))
+            label = STAGES.get(job.status, job.status)
+            if job.status == "processing":
+                label = f"{label}: {job.stage}"
+            elif job.status == "failed" and job.error:
+                label = f"{label}: {job.error}"
+            self.queue.setItem(row, 1, QTableWidgetItem(label))
+            bar = self.queue.cellWidget(row, 2)
+            if not isinstance(bar, QProgressBar):
+                bar = QProgressBar()
+                bar.setRange(0, 100)
+                self.queue.setCellWidget(row, 2, bar)
+            bar.setValue(100 if job.status in ("done", "duplicate") else int(job.progress * 100))

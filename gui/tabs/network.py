@@ -1,0 +1,73 @@
+"""Network: port, allowed networks, VPN subnet, mDNS (from the settings declaration), and the certificate."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QPushButton, QVBoxLayout
+
+from gui.controller import VaultController
+from gui.settings_form import SettingsForm
+from gui.tabs import Tab, confirm, when
+from vaultserver.crypto.tls import CertificateInfo, describe, ensure_certificate
+
+
+class NetworkTab(Tab):
+    title = "Network"
+
+    def __init__(self, controller: VaultController) -> None:
+        super().__init__(controller)
+        self.form = SettingsForm(controller, "network")
+        settings_box = QGroupBox("Who can connect, and where")
+        box_layout = QVBoxLayout(settings_box)
+        box_layout.addWidget(QLabel("Allowed networks and the VPN subnet apply at once. A new port or listen "
+                                    "address restarts the server; open pages reconnect by themselves."))
+        box_layout.addWidget(self.form)
+        self.subject = QLabel()
+        self.names = QLabel()
+        self.names.setWordWrap(True)
+        self.expires = QLabel()
+        self.fingerprint = QLabel()
+        self.fingerprint.setWordWrap(True)
+        for label in (self.subject, self.names, self.fingerprint):
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.regenerate_button = QPushButton("Issue a New Certificate…")
+        self.regenerate_button.clicked.connect(self.regenerate)
+        cert_box = QGroupBox("HTTPS certificate")
+        cert = QFormLayout(cert_box)
+        cert.addRow("Issued to", self.subject)
+        cert.addRow("Names", self.names)
+        cert.addRow("Valid until", self.expires)
+        cert.addRow("SHA-256", self.fingerprint)
+        cert.addRow("", self.regenerate_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(settings_box)
+        layout.addWidget(cert_box)
+        layout.addWidget(self.notice)
+        layout.addStretch(1)
+        controller.message.connect(self.say)
+
+    def refresh(self) -> None:
+        paths = self.controller.paths
+        self.controller.run(lambda: describe(ensure_certificate(paths).cert), self._show, self.fail)
+
+    def _show(self, info: CertificateInfo) -> None:
+        self.subject.setText(f"{info.subject} (by {info.issuer})")
+        self.names.setText(", ".join(info.names))
+        self.expires.setText(when(info.not_after))
+        self.fingerprint.setText(info.sha256)
+
+    def regenerate(self) -> None:
+        if not confirm(self, "New certificate", "Issue a new server certificate for this Mac's current names "
+                       "and addresses? The server restarts. Devices that trusted Vault's own authority keep "
+                       "trusting it.", "Issue"):
+            return
+        paths, runtime = self.controller.paths, self.controller.runtime
+
+        def issue() -> CertificateInfo:
+            files = ensure_certificate(paths, force=True)
+            runtime.restart_server()
+            return describe(files.cert)
+
+        self.say("Issuing a new certificate and restarting the server…")
+        self.controller.run(issue, lambda info: (self._show(info), self.say("New certificate in use.")),
+                            self.fail)

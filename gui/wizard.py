@@ -1,0 +1,154 @@
+"""First run: create the owner's account, choose the import folder, and show where to open Vault."""
+
+from __future__ import annotations
+
+import getpass
+import re
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWizard,
+    QWizardPage,
+)
+
+from gui.controller import VaultController
+from gui.icons import app_pixmap
+from gui.password import PasswordField
+from vaultserver.runtime import urls_for
+
+
+def default_owner_name() -> str:
+    try:
+        name = re.sub(r"[^A-Za-z0-9._@-]", "", getpass.getuser())
+    except Exception:  # no login name in some sandboxes
+        name = ""
+    return name if len(name) >= 2 else "owner"
+
+
+class AccountPage(QWizardPage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("Create your account")
+        self.setSubTitle("You are Vault's owner: you manage it here and sign in to the gallery with this "
+                         "name and password. You can add family members later.")
+        self.name = QLineEdit(default_owner_name())
+        self.name.setAccessibleName("Owner name")
+        self.password = PasswordField()
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Name"))
+        row.addWidget(self.name)
+        layout.addLayout(row)
+        layout.addWidget(self.password)
+        self.name.textChanged.connect(self.completeChanged)
+        self.password.changed.connect(self.completeChanged)
+
+    def isComplete(self) -> bool:
+        return len(self.name.text().strip()) >= 2 and self.password.acceptable
+
+
+class FoldersPage(QWizardPage):
+    def __init__(self, folder: Path, keep_originals: bool) -> None:
+        super().__init__()
+        self.setTitle("Where do new photos and videos come from?")
+        self.setSubTitle("Drop files into this folder (or use Import Files… in the menu bar). Vault converts "
+                         "and encrypts them, then removes the copy from the folder.")
+        self.folder = QLineEdit(str(folder))
+        self.folder.setAccessibleName("Import folder")
+        browse = QPushButton("Choose…")
+        browse.clicked.connect(self._browse)
+        self.keep = QCheckBox("Also keep each original file, encrypted, in the library")
+        self.keep.setChecked(keep_originals)
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(self.folder, 1)
+        row.addWidget(browse)
+        layout.addLayout(row)
+        layout.addWidget(self.keep)
+        layout.addStretch(1)
+        self.folder.textChanged.connect(self.completeChanged)
+
+    def _browse(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, "Import folder", self.folder.text())
+        if chosen:
+            self.folder.setText(chosen)
+
+    def isComplete(self) -> bool:
+        return bool(self.folder.text().strip())
+
+
+class ReadyPage(QWizardPage):
+    def __init__(self, urls: list[str]) -> None:
+        super().__init__()
+        self.setTitle("Vault is ready")
+        self.setSubTitle("On a phone or computer on your home network (or the home VPN), open:")
+        links = "<br>".join(f"<b>{u}</b>" for u in urls) or "<b>(no network address found)</b>"
+        self.urls = QLabel(links)
+        self.urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        note = QLabel("The first time, the browser warns that the certificate is not trusted: Vault made its "
+                      "own. Check the address, then continue. Sign in with the name and password you just "
+                      "chose.")
+        note.setWordWrap(True)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #b91c1c")
+        self.error.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.urls)
+        layout.addWidget(note)
+        layout.addWidget(self.error)
+        layout.addStretch(1)
+
+
+class FirstRunWizard(QWizard):
+    """Finishing saves the account and settings off the UI thread; the dialog closes once both are stored."""
+
+    def __init__(self, controller: VaultController) -> None:
+        super().__init__()
+        self.controller = controller
+        self.setWindowTitle("Welcome to Vault")
+        self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
+        self.setPixmap(QWizard.WizardPixmap.LogoPixmap, app_pixmap(48))
+        settings = controller.services.settings.current
+        self.account = AccountPage()
+        self.folders = FoldersPage(controller.import_folder, settings.keep_originals)
+        self.ready = ReadyPage(urls_for(settings.host, settings.port))
+        for page in (self.account, self.folders, self.ready):
+            self.addPage(page)
+        self.setMinimumSize(560, 460)
+        self._saved = False
+
+    def accept(self) -> None:
+        if self._saved:
+            super().accept()
+            return
+        self.button(QWizard.WizardButton.FinishButton).setEnabled(False)
+        self.ready.error.setText("Saving…")
+        name, password = self.account.name.text().strip(), self.account.password.text()
+        folder, keep = self.folders.folder.text().strip(), self.folders.keep.isChecked()
+        services = self.controller.services
+        default = services.settings.current.import_path(services.paths)
+
+        def save() -> None:
+            services.users.create(name, password, "admin", actor=name)
+            changes = {"keep_originals": keep}
+            if Path(folder).expanduser() != default:
+                changes["import_dir"] = folder
+            services.settings.update(**changes)
+
+        self.controller.run(save, self._done, self._failed)
+
+    def _done(self, _: object) -> None:
+        self._saved = True
+        self.accept()
+
+    def _failed(self, message: str) -> None:
+        self.ready.error.setText(f"Could not finish: {message}. Go back to change it.")
+        self.button(QWizard.WizardButton.FinishButton).setEnabled(True)
