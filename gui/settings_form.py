@@ -25,10 +25,13 @@ from PySide6.QtWidgets import (
 from gui.controller import VaultController
 from vaultserver.config import Settings
 
+# Moving the master key between keychain and file is not a form edit: the key would be left behind.
+NOT_IN_FORMS = {"keystore"}
+
 
 def section_fields(section: str) -> list[str]:
     return [name for name, f in Settings.model_fields.items()
-            if (f.json_schema_extra or {}).get("section") == section]
+            if (f.json_schema_extra or {}).get("section") == section and name not in NOT_IN_FORMS]
 
 
 def _bounds(name: str) -> tuple[float | None, float | None]:
