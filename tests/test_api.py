@@ -14,7 +14,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import OWNER, OWNER_PASSWORD, VIEWER, VIEWER_PASSWORD
+from tests.conftest import OWNER, OWNER_PASSWORD, VIEWER, VIEWER_PASSWORD, wait_for
+from tests.support import ApiClient
 from vaultserver.db.models import utcnow
 
 
@@ -426,3 +427,19 @@ def test_serve_stops_within_5_seconds_with_a_client_connected(paths, tmp_path):
     assert time.monotonic() - start < 5
     assert utcnow()  # the data dir is released for the next start
     assert not (paths.root / ".vault.pid").exists()
+
+
+def test_a_new_port_set_over_the_api_moves_the_server_there(make_client, server, paths):
+    """The request that changes the port is answered first; the restart happens beside it, never inside it."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    owner = make_client()
+    owner.login(OWNER, OWNER_PASSWORD)
+    changed = owner.request("PATCH", "/api/admin/settings", {"port": free, "host": "127.0.0.1"})
+    assert changed.status == 200 and changed.json["settings"]["port"] == free
+    wait_for(lambda: server.endpoint and server.endpoint.port == free and server.server.alive, timeout=30)
+    moved = ApiClient(free, paths.private / "tls" / "ca.pem")
+    assert moved.request("GET", "/api/health").status == 200
