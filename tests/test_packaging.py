@@ -1,0 +1,182 @@
+"""The packaged app: its self-check, its login item, its entry point, and the PyInstaller build itself."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import plistlib
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vaultserver import login_item, selfcheck
+from vaultserver.errors import ConfigurationError
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = Path("/Applications/Vault.app/Contents/MacOS/Vault")
+
+
+def load_script(name: str):
+    """A module of packaging/ by path: that folder is not a package (it would shadow PyPI's `packaging`)."""
+    path = ROOT / "packaging" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"vault_packaging_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """An environment whose home and data folder are under tmp_path, so a stray write would show there."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "HOME": str(home), "VAULT_HOME": str(tmp_path / "owner-data"), **extra}
+    env.pop("VAULT_DATABASE_URL", None)
+    return env
+
+
+# --- the self-check, unfrozen -------------------------------------------------------------------------------
+
+
+def test_self_check_passes_from_a_checkout_without_touching_the_owners_data(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "vaultserver.cli", "self-check"], capture_output=True,
+                            text=True, timeout=300, env=isolated_env(tmp_path, VAULT_KEYSTORE="keychain"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    checks = lines[1:-1]
+    names = [line.split()[1] for line in checks]
+    assert names == ["modules", "ffmpeg", "data", "https", "web", "photo", "video", "sign-in", "stop"]
+    assert all(line.startswith("✓ ") for line in checks), result.stdout
+    assert "file key store" in result.stdout and "certificate verified" in result.stdout
+    assert lines[-1].startswith("Self-check passed: 9 checks in ")
+    assert not (tmp_path / "owner-data").exists()
+    assert list((tmp_path / "home").iterdir()) == []
+
+
+def test_self_check_names_a_broken_ffmpeg_and_fails(monkeypatch):
+    monkeypatch.setenv("VAULT_FFMPEG", "/nonexistent/ffmpeg")
+    out = io.StringIO()
+    assert selfcheck.run(out) is False
+    report = out.getvalue()
+    assert "✗ ffmpeg" in report and "/nonexistent/ffmpeg" in report
+    assert "✗ video" in report and "– sign-in" in report and "skipped: video did not pass" in report
+    assert "✓ stop" in report
+    assert report.splitlines()[-1].startswith("Self-check FAILED in ") and "ffmpeg, video" in report
+
+
+def test_a_module_that_cannot_load_a_display_library_is_reported_by_name(tmp_path, monkeypatch):
+    package = tmp_path / "fakegui"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text("raise SystemExit('never imported')\n")
+    (package / "fine.py").write_text("VALUE = 1\n")
+    (package / "app.py").write_text(
+        "raise ImportError('libEGL.so.1: cannot open shared object file: No such file or directory')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(selfcheck.CheckFailed) as failure:
+        selfcheck.import_all(("fakegui",))
+    message = str(failure.value)
+    assert message.startswith("1 module(s) failed to import: fakegui.app: ImportError: libEGL.so.1")
+    assert "display libraries" in message and "fakegui.fine" not in message
+
+
+def test_a_package_missing_from_the_build_is_reported():
+    with pytest.raises(selfcheck.CheckFailed, match="vault_no_such_package: ModuleNotFoundError"):
+        selfcheck.import_all(("vault_no_such_package",))
+
+
+def test_a_failing_extra_check_is_reported_and_the_rest_still_runs():
+    def broken() -> str:
+        raise selfcheck.CheckFailed("the cocoa platform plugin is missing")
+
+    out = io.StringIO()
+    assert selfcheck.run(out, extra_checks=[("Qt", broken)]) is False
+    report = out.getvalue()
+    assert "✗ Qt" in report and "cocoa platform plugin is missing" in report
+    assert "✓ video" in report and "✓ sign-in" in report
+    assert report.splitlines()[-1].endswith(": Qt")
+
+
+# --- the entry point ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def entry(monkeypatch):
+    """packaging/vault_main.py with vaultserver.cli.main replaced by a recorder."""
+    module = load_script("vault_main")
+    calls: list[list[str]] = []
+    monkeypatch.setattr(module.cli, "main", lambda argv: calls.append(argv) or 0)
+    return module, calls
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], ["launch"]),
+    (["-psn_0_12345"], ["launch"]),
+    (["--data-dir", "/tmp/v"], ["--data-dir", "/tmp/v", "launch"]),
+    (["serve", "--port", "0"], ["serve", "--port", "0"]),
+    (["--data-dir", "/tmp/v", "user", "list"], ["--data-dir", "/tmp/v", "user", "list"]),
+    (["doctor"], ["doctor"]),
+])
+def test_the_app_launches_by_default_and_passes_commands_through(entry, argv, expected):
+    module, calls = entry
+    assert module.main(argv) == 0
+    assert calls == [expected]
+
+
+def test_the_entry_point_knows_every_cli_command(entry):
+    module, _calls = entry
+    assert {"launch", "serve", "process", "doctor", "self-check", "user", "library"} <= module.commands()
+
+
+def test_the_qt_check_draws_the_svg_icon(entry):
+    module, _calls = entry
+    detail = module.check_qt()
+    assert detail.startswith("Qt 6.") and "SVG icon drawn" in detail
+
+
+# --- start at login -----------------------------------------------------------------------------------------
+
+
+def test_start_at_login_writes_a_launch_agent_for_the_app(tmp_path):
+    assert not login_item.installed(home=tmp_path)
+    path = login_item.install(APP, home=tmp_path)
+    assert path == tmp_path / "Library" / "LaunchAgents" / "home.vault.server.plist"
+    assert login_item.installed(home=tmp_path)
+    agent = plistlib.loads(path.read_bytes())
+    assert agent == {"Label": "home.vault.server", "ProgramArguments": [str(APP)], "RunAtLoad": True,
+                     "ProcessType": "Interactive", "LimitLoadToSessionType": "Aqua"}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_installing_again_follows_the_app_to_its_new_place(tmp_path):
+    login_item.install(APP, home=tmp_path)
+    moved = Path("/Users/owner/Applications/Vault & Co <beta>.app/Contents/MacOS/Vault")
+    path = login_item.install(moved, home=tmp_path)
+    assert plistlib.loads(path.read_bytes())["ProgramArguments"] == [str(moved)]
+
+
+def test_removing_the_login_item(tmp_path):
+    login_item.install(APP, home=tmp_path)
+    assert login_item.remove(home=tmp_path) is True
+    assert not login_item.installed(home=tmp_path)
+    assert login_item.remove(home=tmp_path) is False
+
+
+def test_a_relative_executable_is_refused(tmp_path):
+    with pytest.raises(ConfigurationError, match="absolute path"):
+        login_item.install(Path("Vault"), home=tmp_path)
+    assert not (tmp_path / "Library").exists()
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="off macOS only")
+def test_off_macos_the_real_home_is_left_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert login_item.supported() is False
+    assert login_item.installed() is False and login_item.remove() is False
+    with pytest.raises(ConfigurationError, match="only available on macOS"):
+        login_item.install(APP)
+    assert list(tmp_path.iterdir()) == []
