@@ -180,3 +180,63 @@ def test_off_macos_the_real_home_is_left_alone(tmp_path, monkeypatch):
     with pytest.raises(ConfigurationError, match="only available on macOS"):
         login_item.install(APP)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the frozen app -----------------------------------------------------------------------------------------
+
+# Names that must not appear anywhere in the bundle: Qt modules Vault does not use (and what their plugins
+# drag in), and Tk.
+UNUSED_IN_BUNDLE = ("webengine", "quick", "qml", "qt3d", "multimedia", "charts", "pdf", "designer",
+                    "virtualkeyboard", "wayland", "gtk", "tkinter", "libtk", "libtcl")
+
+
+def bundled_files(app: Path) -> Path:
+    """Where the bundle keeps data files: Contents/Resources in Vault.app, _internal/ in a one-folder app."""
+    return app / "Contents" / "Resources" if app.suffix == ".app" else app / "_internal"
+
+
+@pytest.mark.slow
+def test_the_frozen_app_builds_lean_and_passes_its_self_check(tmp_path, capsys):
+    try:
+        import PyInstaller  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("PyInstaller is missing: it is a dev dependency (pip install -e '.[dev]')")
+        pytest.skip("PyInstaller is not installed (pip install -e '.[dev]')")
+    build = load_script("build")
+    dist = tmp_path / "dist"
+    made = subprocess.run([sys.executable, str(ROOT / "packaging" / "build.py"), "--distpath", str(dist),
+                           "--workpath", str(tmp_path / "work"), "--no-self-check"],
+                          capture_output=True, text=True, timeout=900)
+    assert made.returncode == 0, made.stdout + made.stderr[-5000:]
+    built = made.stdout.splitlines()[-1]
+    with capsys.disabled():
+        print(f"\n{built}")
+    app = build.app_path(dist)
+    assert built.startswith(f"Built {app} in ") and " MB (largest: " in built
+
+    files = [path.relative_to(app).as_posix() for path in app.rglob("*")]
+    unused = [name for name in files if any(word in name.lower() for word in UNUSED_IN_BUNDLE)]
+    assert unused == []
+    for module in ("QtCore", "QtGui", "QtWidgets", "QtSvg"):
+        assert any(f"PySide6/{module}." in name for name in files), module
+    data = bundled_files(app)
+    web = ROOT / "resources" / "web"
+    for source in (path for path in web.rglob("*") if path.is_file()):
+        copy = data / "resources" / "web" / source.relative_to(web)
+        assert copy.read_bytes() == source.read_bytes(), copy
+    migrations = ROOT / "vaultserver" / "db" / "migrations" / "versions"
+    for script in migrations.glob("*.py"):
+        assert (data / "vaultserver" / "db" / "migrations" / "versions" / script.name).is_file(), script.name
+    assert (data / "packaging" / login_item.TEMPLATE_NAME).is_file()
+
+    checked = subprocess.run([str(build.executable(dist)), "--self-check"], capture_output=True, text=True,
+                             timeout=300, env=isolated_env(tmp_path, VAULT_KEYSTORE="keychain"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    assert lines[0].startswith("Vault self-check (frozen app, ")
+    assert all(line.startswith("✓ ") for line in lines[1:-1]) and len(lines[1:-1]) == 10, checked.stdout
+    assert lines[-1].startswith("Self-check passed: 10 checks in ")
+    ffmpeg_line = next(line for line in lines if line.startswith("✓ ffmpeg"))
+    assert f" at {app.resolve()}" in ffmpeg_line or f" at {app}" in ffmpeg_line  # the bundled one
+    assert not (tmp_path / "owner-data").exists()
