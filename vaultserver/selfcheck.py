@@ -92,7 +92,7 @@ def _import_tree(name: str) -> tuple[int, list[str]]:
 def _describe_import_error(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
     if MISSING_LIBRARY.search(str(exc)):
-        text += " (a system library is missing: the GUI needs the OS's display libraries)"
+        text += " (a shared library is missing; on Linux the GUI needs the desktop's display libraries)"
     return text
 
 
@@ -144,12 +144,13 @@ class Trial:
         return f"database at revision {revision}, master key in the {status.backend} key store"
 
     def start_server(self) -> str:
+        from vaultserver.crypto.tls import ensure_certificate
         from vaultserver.runtime import VaultRuntime
 
+        self.ca = ensure_certificate(self.services.paths).ca  # the CA a phone would be told to trust
         self.runtime = VaultRuntime(self.services.paths, self.services)
         self.runtime.start(serve=True, host="127.0.0.1", port=0)
         self.port = self.runtime.endpoint.port
-        self.ca = self.services.paths.private / "tls" / "ca.pem"
         status, _headers, body = self.request("GET", "/api/health")
         health = json.loads(body)
         if status != 200 or health.get("status") != "ok":
