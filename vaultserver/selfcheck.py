@@ -32,7 +32,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from vaultserver.runtime import VaultRuntime
+    from vaultserver.services import Services
+    from vaultserver.services.library import MediaItem
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +122,8 @@ class Trial:
     def __init__(self, root: Path, timeout: float = TIMEOUT_SECONDS) -> None:
         self.root = root
         self.timeout = timeout
-        self.services = None
-        self.runtime = None
+        self.services: Services | None = None
+        self.runtime: VaultRuntime | None = None
         self.ca: Path | None = None
         self.port = 0
         self.token: str | None = None
@@ -264,7 +269,7 @@ class Trial:
         staged.write_bytes(data)
         os.replace(staged, imports / name)
 
-    def _wait_for_item(self, media_type: str):
+    def _wait_for_item(self, media_type: str) -> MediaItem:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             for item in self.services.library.all_items():
