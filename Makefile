@@ -22,6 +22,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+.PHONY: app
+app: $(STAMP)  # Vault.app on macOS, dist/Vault/ elsewhere (PyInstaller, build_app.spec), then its self-check
+	$(BIN)/python packaging/build.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

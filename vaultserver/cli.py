@@ -234,6 +234,15 @@ def cmd_doctor(args: argparse.Namespace, paths: AppPaths) -> int:
     return 1 if failed else 0
 
 
+def cmd_self_check(args: argparse.Namespace) -> int:
+    """Prove this install works, in a throwaway data folder: the owner's own one is never opened."""
+    from vaultserver.selfcheck import run
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    return 0 if run(sys.stdout) else 1
+
+
 def cmd_launch(args: argparse.Namespace, paths: AppPaths) -> int:
     """The menu-bar app where there is a display and it is installed, else the headless service."""
     try:
@@ -311,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("cert", help="the HTTPS certificate: show it, or issue a new one")
     cert.add_argument("cert_command", choices=["show", "regenerate"])
     sub.add_parser("doctor", help="check ffmpeg, key store, permissions and database")
+    sub.add_parser("self-check", help="prove this install works end to end, in a temporary data folder")
     return parser
 
 
@@ -331,6 +341,8 @@ PATH_COMMANDS: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "self-check":
+        return cmd_self_check(args)
     paths = AppPaths(resolve_data_dir(args.data_dir))
     try:
         paths.ensure()
