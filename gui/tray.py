@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QSystemTrayIcon, QWidget
 
 from gui.controller import Status, VaultController
 from gui.icons import state_icon
+from vaultserver import login_item
 
 MEDIA_FILTER = ("Photos and videos (*.jpg *.jpeg *.png *.heic *.heif *.webp *.gif *.tif *.tiff *.bmp *.mp4 "
                 "*.mov *.m4v *.mkv *.webm *.avi *.mts *.3gp);;All files (*)")
@@ -18,6 +20,11 @@ MEDIA_FILTER = ("Photos and videos (*.jpg *.jpeg *.png *.heic *.heif *.webp *.gi
 
 def open_url(url: str) -> None:
     QDesktopServices.openUrl(QUrl(url))
+
+
+def login_item_available() -> bool:
+    """Only the packaged app has one executable that launchd can start (see vaultserver.login_item)."""
+    return login_item.supported() and bool(getattr(sys, "frozen", False))
 
 
 def gallery_url(urls: list[str]) -> str:
@@ -58,6 +65,10 @@ class TrayMenu(QObject):
         self.pause_action = self._action("Pause Processing", controller.toggle_pause)
         self.server_action = self._action("Stop Server", controller.toggle_server)
         self.menu.addSeparator()
+        self.login_action = self._action("Open at Login", self._toggle_login_item)
+        self.login_action.setCheckable(True)
+        self.login_action.setVisible(login_item_available())
+        self.login_action.setChecked(login_item.installed())
         self._action("Quit Vault", quit_app)
         self.icon.setContextMenu(self.menu)
         self.icon.activated.connect(self._activated)
@@ -85,6 +96,16 @@ class TrayMenu(QObject):
 
     def _open_gallery(self) -> None:
         open_url(gallery_url(self.controller.status.urls))
+
+    def _toggle_login_item(self) -> None:
+        try:
+            if self.login_action.isChecked():
+                login_item.install(Path(sys.executable))
+            else:
+                login_item.remove()
+        except Exception as exc:  # e.g. a read-only LaunchAgents folder: say so, leave the tick as it is
+            self.controller.failed.emit(f"Could not change Open at Login: {exc}")
+        self.login_action.setChecked(login_item.installed())
 
     def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason == QSystemTrayIcon.ActivationReason.DoubleClick:

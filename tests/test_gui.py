@@ -368,3 +368,19 @@ def test_screenshot_mode_renders_every_tab_and_the_wizard(tmp_path):
     expected = [f"admin-{cls.title.lower()}.png" for cls in TABS] + [f"wizard-{i}.png" for i in (1, 2, 3)]
     for name in expected:
         assert (out / name).stat().st_size > 5_000, name
+
+
+def test_open_at_login_writes_and_removes_the_launch_agent(qtbot, controller, monkeypatch, tmp_path):
+    from vaultserver import login_item
+
+    assert not TrayMenu(controller, lambda: None, lambda: None).login_action.isVisible()  # only in the app
+    monkeypatch.setattr(login_item, "supported", lambda: True)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    tray = TrayMenu(controller, lambda: None, lambda: None)
+    assert tray.login_action.isVisible() and not tray.login_action.isChecked()
+    tray.login_action.trigger()
+    agent = tmp_path / "Library" / "LaunchAgents" / f"{login_item.LABEL}.plist"
+    assert tray.login_action.isChecked() and sys.executable in agent.read_text()
+    tray.login_action.trigger()
+    assert not agent.exists() and not tray.login_action.isChecked()

@@ -120,6 +120,17 @@ def test_the_app_launches_by_default_and_passes_commands_through(entry, argv, ex
     assert calls == [expected]
 
 
+@pytest.mark.parametrize("argv", [["--smoke-test"], ["--screenshot", "/tmp/shots"], ["--screenshot=/tmp/s"]])
+def test_the_app_s_own_offscreen_modes_reach_the_gui(entry, monkeypatch, argv):
+    import gui.app
+
+    module, calls = entry
+    seen: list[list[str]] = []
+    monkeypatch.setattr(gui.app, "main", lambda args: seen.append(args) or 0)
+    assert module.main(argv) == 0
+    assert seen == [argv] and calls == []
+
+
 def test_the_entry_point_knows_every_cli_command(entry):
     module, _calls = entry
     assert {"launch", "serve", "process", "doctor", "self-check", "user", "library"} <= module.commands()
@@ -234,3 +245,7 @@ def test_the_frozen_app_builds_lean_and_passes_its_self_check(tmp_path, capsys):
     ffmpeg_line = next(line for line in lines if line.startswith("✓ ffmpeg"))
     assert f" at {app.resolve()}" in ffmpeg_line or f" at {app}" in ffmpeg_line  # the bundled one
     assert not (tmp_path / "owner-data").exists()
+
+    smoke = subprocess.run([str(build.executable(dist)), "--smoke-test"], capture_output=True, text=True,
+                           timeout=300, env=isolated_env(tmp_path, QT_QPA_PLATFORM="offscreen"))
+    assert smoke.returncode == 0 and "smoke test passed" in smoke.stdout, smoke.stdout + smoke.stderr
