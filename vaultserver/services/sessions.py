@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import jwt
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 
 from vaultserver.config import PRIVATE_FILE_MODE
@@ -89,6 +90,14 @@ class SessionView:
         data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
         data["current"] = self.id == current_session
         return data
+
+
+# Built once: constructing the statement cost more than running it (this runs for every request).
+_LIVE_SESSION = (select(DeviceSession.id, DeviceSession.user_id, DeviceSession.revoked_at,
+                        DeviceSession.expires_at, DeviceSession.last_activity_at, User.username, User.role,
+                        User.is_active)
+                 .join(User, col(User.id) == col(DeviceSession.user_id))
+                 .where(DeviceSession.id == bindparam("sid"), User.id == bindparam("sub")))
 
 
 def _hash(token: str) -> str:
@@ -295,13 +304,8 @@ class SessionService:
         """
         claims = self.decode(access_token)
         now = self.clock()
-        query = (select(DeviceSession.id, DeviceSession.user_id, DeviceSession.revoked_at,
-                        DeviceSession.expires_at, DeviceSession.last_activity_at, User.username, User.role,
-                        User.is_active)
-                 .join(User, col(User.id) == col(DeviceSession.user_id))
-                 .where(DeviceSession.id == claims["sid"], User.id == claims["sub"]))
         with self._db.engine.connect() as connection:
-            row = connection.execute(query).first()
+            row = connection.execute(_LIVE_SESSION, {"sid": claims["sid"], "sub": claims["sub"]}).first()
         if row is None:
             raise _auth("AUTH_004", "This session no longer exists")
         self._check_live(row, now)
