@@ -443,3 +443,17 @@ def test_a_new_port_set_over_the_api_moves_the_server_there(make_client, server,
     wait_for(lambda: server.endpoint and server.endpoint.port == free and server.server.alive, timeout=30)
     moved = ApiClient(free, paths.private / "tls" / "ca.pem")
     assert moved.request("GET", "/api/health").status == 200
+
+
+def test_gallery_files_are_revalidated_cheaply_and_nothing_outside_them_is_served(make_client):
+    client = make_client()
+    first = client.request("GET", "/assets/js/app.js")
+    assert first.status == 200 and first.headers["Content-Type"].startswith("text/javascript")
+    etag = first.headers["ETag"]
+    assert etag and first.headers["Cache-Control"] == "no-cache"
+    again = client.request("GET", "/assets/js/app.js", headers={"If-None-Match": etag})
+    assert again.status == 304 and again.body == b""
+    changed = client.request("GET", "/assets/js/app.js", headers={"If-None-Match": '"stale"'})
+    assert changed.status == 200 and changed.body == first.body
+    for attack in ("/assets/../../vaultserver/config.py", "/assets/%2e%2e/%2e%2e/pyproject.toml"):
+        assert client.request("GET", attack).status == 404, attack
