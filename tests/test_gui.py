@@ -199,6 +199,21 @@ def test_library_shows_thumbnails_and_deletes_after_confirmation(qtbot, controll
     assert [m.original_name for m in services.library.all_items()] == ["keep.jpg"]
 
 
+def test_library_pages_through_a_big_library(qtbot, controller, window, services, media, monkeypatch):
+    for n in range(3):
+        media.copy_into(media.image(f"page{n}.jpg", size=(200 + n, 150)), controller.import_folder)
+    qtbot.waitUntil(lambda: len(services.library.all_items()) == 3, timeout=60_000)
+    monkeypatch.setattr(library_tab, "PAGE", 2)
+    page = window.show_tab("Library")
+    qtbot.waitUntil(lambda: page.items.count() == 2 and page.more_button.isVisibleTo(page), timeout=30_000)
+    assert page.notice.text() == "2 of 3 items"
+    page.more_button.click()
+    qtbot.waitUntil(lambda: page.items.count() == 3 and not page.more_button.isVisibleTo(page),
+                    timeout=30_000)
+    names = {page.items.item(i).data(256).original_name for i in range(3)}
+    assert names == {"page0.jpg", "page1.jpg", "page2.jpg"}
+
+
 def test_users_tab_adds_disables_and_resets(qtbot, controller, window, services):
     page = window.show_tab("Users")
     qtbot.waitUntil(lambda: page.table.rowCount() == 2)

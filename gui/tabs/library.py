@@ -47,6 +47,9 @@ class LibraryTab(Tab):
         self.items.setWordWrap(True)
         self.items.setMovement(QListWidget.Movement.Static)
         self.items.itemSelectionChanged.connect(self._selected)
+        self.more_button = QPushButton("Show More")
+        self.more_button.setVisible(False)
+        self.more_button.clicked.connect(self.show_more)
         self.delete_button = QPushButton("Delete…")
         self.delete_button.setEnabled(False)
         self.delete_button.clicked.connect(self.delete_selected)
@@ -55,30 +58,42 @@ class LibraryTab(Tab):
         top.addWidget(self.kind)
         bottom = QHBoxLayout()
         bottom.addWidget(self.notice, 1)
+        bottom.addWidget(self.more_button)
         bottom.addWidget(self.delete_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.items, 1)
         layout.addLayout(bottom)
         self._generation = 0  # a newer listing makes late thumbnails of an older one go away
+        self._page = 1
         controller.library_changed.connect(self.refresh)
 
     def refresh(self) -> None:
+        self._load(1)
+
+    def show_more(self) -> None:
+        self._load(self._page + 1)
+
+    def _load(self, number: int) -> None:
         library = self.controller.services.library
         query, kind = self.search.text().strip() or None, self.kind.currentData()
-        self.controller.run(lambda: library.list(media_type=kind, q=query, limit=PAGE), self._show)
+        self.controller.run(lambda: library.list(media_type=kind, q=query, page=number, limit=PAGE),
+                            self._show)
 
     def _show(self, page: Page) -> None:
-        self._generation += 1
-        self.items.clear()
+        if page.page == 1:
+            self._generation += 1
+            self.items.clear()
+        self._page = page.page
         for media in page.items:
             entry = QListWidgetItem(_caption(media))
             entry.setData(Qt.ItemDataRole.UserRole, media)
             entry.setToolTip(f"{media.original_name}\n{media.width}×{media.height}\n"
                              f"Taken {when(media.taken_at)}\nAdded {when(media.created_at)}")
             self.items.addItem(entry)
-        shown = f"{len(page.items)} of {page.total}" if page.total > len(page.items) else str(page.total)
-        self.say(f"{shown} item(s)")
+        shown = self.items.count()
+        self.say(f"{shown} of {page.total} items" if shown < page.total else f"{page.total} item(s)")
+        self.more_button.setVisible(shown < page.total)
         self._load_thumbnails(self._generation, [m.id for m in page.items])
 
     def _load_thumbnails(self, generation: int, ids: list[str]) -> None:
