@@ -44,6 +44,11 @@ def setup_logging(paths: AppPaths, verbose: bool, quiet: bool = True) -> None:
     root.addHandler(file_handler)
 
 
+def _program() -> str:
+    """How the owner runs this: `vaultserver` from pip, or the packaged app's own executable."""
+    return sys.executable if getattr(sys, "frozen", False) else "vaultserver"
+
+
 def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2, default=str))
 
@@ -98,7 +103,7 @@ def _run_until_signal(runtime, serve: bool = False, host: str | None = None, por
     if serve and runtime.services.users.count() == 0:
         print(
             "No accounts yet. Create the owner's with:\n"
-            f"  vaultserver --data-dir '{runtime.paths.root}' user add NAME --admin --password-stdin",
+            f"  {_program()} --data-dir '{runtime.paths.root}' user add NAME --admin --password-stdin",
             flush=True,
         )
     while not stop.wait(0.5):
