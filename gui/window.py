@@ -59,7 +59,7 @@ class AdminWindow(QMainWindow):
             self.statusBar().showMessage(message, 10_000)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.quit_on_close:
+        if self.quit_on_close and event.spontaneous():  # the owner clicked the close button
             answer = QMessageBox.question(self, "Quit Vault", "Quit Vault? The gallery stops serving until "
                                           "you open Vault again.")
             if answer != QMessageBox.StandardButton.Yes:

@@ -399,3 +399,38 @@ def test_open_at_login_writes_and_removes_the_launch_agent(qtbot, controller, mo
     assert tray.login_action.isChecked() and sys.executable in agent.read_text()
     tray.login_action.trigger()
     assert not agent.exists() and not tray.login_action.isChecked()
+
+
+def test_first_run_shows_the_wizard_then_the_window_where_there_is_no_tray(qtbot, paths, services):
+    from gui.app import VaultApp
+
+    vault = VaultController(paths, services, host="127.0.0.1", port=0, poll_ms=100)
+    app = VaultApp(vault, use_tray=False)
+    qtbot.addWidget(app.window)
+    app.begin()
+    assert app.wizard is not None and app.wizard.isVisible() and not app.window.isVisible()
+    qtbot.addWidget(app.wizard)
+    app.wizard.account.name.setText("mum")
+    app.wizard.account.password.password.setText(STRONG)
+    app.wizard.account.password.confirm.setText(STRONG)
+    with qtbot.waitSignal(vault.started, timeout=60_000):
+        app.wizard.accept()
+    qtbot.waitUntil(app.window.isVisible)
+    assert app.window.quit_on_close and vault.runtime.server.alive
+    assert services.users.by_name("mum").role == "admin"
+    vault.shutdown()
+
+
+def test_a_second_vault_on_the_same_data_dir_is_refused_with_a_message(qtbot, controller, paths, services,
+                                                                         monkeypatch):
+    from gui import app as gui_app
+
+    shown: list[str] = []
+    monkeypatch.setattr(gui_app.QMessageBox, "critical", lambda _parent, _title, text: shown.append(text))
+    monkeypatch.setattr(gui_app.QCoreApplication, "quit", lambda: None)
+    second = VaultController(paths, services, host="127.0.0.1", port=0)
+    vault = gui_app.VaultApp(second, use_tray=False)
+    qtbot.addWidget(vault.window)
+    with qtbot.waitSignal(second.start_failed, timeout=30_000):
+        vault.begin()
+    assert shown and "already running" in shown[0]
