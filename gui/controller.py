@@ -121,7 +121,7 @@ class VaultController(QObject):
         host, port = self._listen
 
         def begin() -> None:
-            self.runtime.start(serve=True, host=host, port=port)
+            self.runtime.start(serve=True, host=host, port=port, keep_going=True)
 
         def started(_: Any) -> None:
             self._timer.start()
@@ -181,7 +181,8 @@ class VaultController(QObject):
 
     @Slot(object, object)
     def _on_settings_event(self, old: Settings, new: Settings) -> None:
-        if any(getattr(old, f) != getattr(new, f) for f in RESTART_FIELDS) and self.runtime.server:
+        serving = self.runtime.server or self.runtime.last_error  # a failed server is retried on a new port
+        if any(getattr(old, f) != getattr(new, f) for f in RESTART_FIELDS) and serving:
             self.message.emit(f"Restarting the server on port {new.port}; open pages reconnect by "
                               "themselves.")
         elif old.workers != new.workers:

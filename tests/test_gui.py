@@ -434,3 +434,26 @@ def test_a_second_vault_on_the_same_data_dir_is_refused_with_a_message(qtbot, co
     with qtbot.waitSignal(second.start_failed, timeout=30_000):
         vault.begin()
     assert shown and "already running" in shown[0]
+
+
+def test_a_port_in_use_leaves_vault_running_until_the_owner_picks_another(qtbot, paths, services):
+    import socket
+
+    services.users.create(OWNER, OWNER_PASSWORD, "admin")
+    with socket.socket() as taken, socket.socket() as probe:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+        probe.close()
+        vault = VaultController(paths, services, host="127.0.0.1", port=taken.getsockname()[1], poll_ms=100)
+        with qtbot.waitSignal(vault.started, timeout=30_000):
+            vault.start()
+        try:
+            qtbot.waitUntil(lambda: vault.status.state == "error")
+            assert f":{taken.getsockname()[1]}" in vault.status.summary and vault.runtime.pipeline
+            vault.update_settings({"host": "127.0.0.1", "port": free})
+            qtbot.waitUntil(lambda: vault.status.state == "running", timeout=30_000)
+            assert vault.runtime.endpoint.port == free and vault.status.error is None
+        finally:
+            vault.shutdown()

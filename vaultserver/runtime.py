@@ -79,7 +79,12 @@ class VaultRuntime:
     def endpoint(self) -> Endpoint | None:
         return self.server.endpoint if self.server else None
 
-    def start(self, serve: bool = True, host: str | None = None, port: int | None = None) -> None:
+    def start(self, serve: bool = True, host: str | None = None, port: int | None = None,
+              keep_going: bool = False) -> None:
+        """Start the pipeline and (with `serve`) the server. With `keep_going`, a server that cannot listen
+        (a port in use) leaves Vault running without it, `last_error` saying why, so the owner can pick
+        another port in the app; without, the error is raised (the headless `serve` exits on it).
+        """
         if self.running:
             return
         self._acquire()
@@ -88,8 +93,13 @@ class VaultRuntime:
             if serve:
                 settings = self.services.settings.current
                 self._listen = (host or settings.host, settings.port if port is None else port)
-                self._start_server()
-                self._advertise(settings.mdns_enabled)
+                try:
+                    self._start_server()
+                    self._advertise(settings.mdns_enabled)
+                except Exception:
+                    if not keep_going:
+                        raise
+                    log.exception("Vault runs without its server: %s", self.last_error)
             self._watchdog_stop.clear()
             self._watchdog = threading.Thread(target=self._supervise, name="vault-supervisor", daemon=True)
             self._watchdog.start()
@@ -107,6 +117,7 @@ class VaultRuntime:
                 self.server = HttpsServer(self.services, ensure_certificate(self.paths))
                 endpoint = self.server.start(host, port)
             except Exception as exc:
+                self.server = None
                 self.last_error = f"Could not serve on {host}:{port}: {exc}"
                 raise
             self.last_error = None
@@ -127,6 +138,7 @@ class VaultRuntime:
         """Stop serving (and advertising) while the pipeline goes on importing."""
         with self._server_lock:
             self._advertise(False)
+            self.last_error = None
             if self.server:
                 self.server.stop()
                 self.server = None
@@ -183,7 +195,7 @@ class VaultRuntime:
         """
         if not self.running:
             return
-        if self.server and (old.host, old.port) != (new.host, new.port):
+        if (self.server or self.last_error) and (old.host, old.port) != (new.host, new.port):
             self._listen = (new.host, new.port)
             self._restart_requested.set()
         elif self.server and old.mdns_enabled != new.mdns_enabled:
@@ -205,9 +217,10 @@ class VaultRuntime:
     def restart_server(self) -> None:
         """A new listener on the current address: after a port change or a new certificate."""
         with self._server_lock:
-            if not self.server:
-                return
-            self.server.stop()
+            if not self.server and not self.last_error:
+                return  # stopped on purpose: it stays stopped
+            if self.server:
+                self.server.stop()
             self._start_server()
             self._advertise(self.services.settings.current.mdns_enabled)
 
