@@ -192,7 +192,7 @@ def test_off_macos_the_real_home_is_left_alone(tmp_path, monkeypatch):
 # Names that must not appear anywhere in the bundle: Qt modules Vault does not use (and what their plugins
 # drag in), and Tk.
 UNUSED_IN_BUNDLE = ("webengine", "quick", "qml", "qt3d", "multimedia", "charts", "pdf", "designer",
-                    "virtualkeyboard", "wayland", "gtk", "tkinter", "libtk", "libtcl")
+                    "virtualkeyboard", "wayland", "gtk", "tkinter", "libtk", "libtcl", "qt/translations/")
 
 
 def bundled_files(app: Path) -> Path:
