@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 
 import pytest
 from PIL import Image
@@ -50,11 +51,18 @@ def test_common_formats_become_webp_with_a_thumbnail(name, kwargs, media, import
 
 
 def test_exif_orientation_is_applied_and_metadata_kept_but_gps_stripped(media, imports, run_pipeline,
-                                                                        services, tmp_path):
+                                                                        services, tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "Europe/Paris")  # where the Mac is; the camera's clock gives no zone
+    time.tzset()
     source = exif_jpeg(tmp_path / "rotated.jpg", orientation=6)
-    item, picture = ingest(media, imports, run_pipeline, services, source)
+    try:
+        item, picture = ingest(media, imports, run_pipeline, services, source)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     assert picture.size == (200, 400) == (item.width, item.height)
-    assert item.taken_at.replace(tzinfo=None) == datetime(2021, 7, 4, 18, 30)
+    # 18:30 on the camera's clock is 18:30 in Paris (summer time, UTC+2): 16:30 UTC, shown as 18:30 there.
+    assert item.taken_at == datetime(2021, 7, 4, 16, 30, tzinfo=UTC)
     assert (item.camera_make, item.camera_model) == ("Canon", "EOS R6")
     served = services.library.read(item.id, IMAGE_FILE)
     assert not picture.getexif() and b"GPS" not in served and b"Canon" not in served

@@ -76,11 +76,12 @@ def _metadata(im: Image.Image) -> tuple[datetime | None, str | None, str | None]
     taken = None
     if text := _exif_text(raw):
         try:
-            taken = datetime.strptime(text[:19] + (offset or "+00:00"), "%Y:%m:%d %H:%M:%S%z")
+            if offset:
+                taken = datetime.strptime(text[:19] + offset, "%Y:%m:%d %H:%M:%S%z")
+            else:  # a camera without a zone was set to home time: read it in this Mac's zone
+                taken = datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S").astimezone()
         except ValueError:
             log.debug("Unparseable EXIF date %r %r", text, offset)
-    # Without an offset the camera's wall-clock time is kept as is (stored as if UTC): the gallery shows
-    # the time the photo says, not one shifted by the server's zone.
     return taken, make, model
 
 
