@@ -127,3 +127,19 @@ def test_user_and_session_commands(paths):
     assert changed.returncode == 0, changed.stderr
     assert "Disabled owner" in vault(paths.root, "user", "disable", "owner").stdout
     assert "disabled" in vault(paths.root, "user", "list").stdout
+
+
+def test_launch_runs_headless_with_a_hint_when_qt_would_lack_its_x11_libraries(paths, monkeypatch, capsys):
+    import ctypes.util
+
+    from vaultserver import cli
+
+    served: list[bool] = []
+    monkeypatch.setattr(cli.sys, "platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":99")
+    real = ctypes.util.find_library
+    monkeypatch.setattr(ctypes.util, "find_library", lambda lib: None if lib == "xcb-cursor" else real(lib))
+    monkeypatch.setattr(cli, "cmd_serve", lambda args, _paths: served.append(True) or 0)
+    assert cli.main(["--data-dir", str(paths.root), "launch"]) == 0
+    assert served == [True]
+    assert "apt-get install libxcb-cursor0\n" in capsys.readouterr().err

@@ -248,6 +248,17 @@ def cmd_self_check(args: argparse.Namespace) -> int:
     return 0 if run(sys.stdout) else 1
 
 
+# What Qt's X11 plugin loads beyond a desktop's usual libraries; without them Qt aborts the process.
+X11_LIBRARIES = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4",
+                 "xcb-keysyms": "libxcb-keysyms1", "xkbcommon-x11": "libxkbcommon-x11-0"}
+
+
+def _missing_x11_packages() -> list[str]:
+    import ctypes.util
+
+    return [package for library, package in X11_LIBRARIES.items() if not ctypes.util.find_library(library)]
+
+
 def cmd_launch(args: argparse.Namespace, paths: AppPaths) -> int:
     """The menu-bar app where there is a display and it is installed, else the headless service."""
     try:
@@ -256,6 +267,10 @@ def cmd_launch(args: argparse.Namespace, paths: AppPaths) -> int:
         display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
         has_gui = sys.platform == "darwin" or bool(display)
     except ImportError:
+        has_gui = False
+    if has_gui and sys.platform.startswith("linux") and (missing := _missing_x11_packages()):
+        print("The menu-bar app needs a few X11 libraries: apt-get install " + " ".join(missing)
+              + "\nRunning headless meanwhile.", file=sys.stderr, flush=True)
         has_gui = False
     if has_gui:
         from gui.app import main as gui_main
