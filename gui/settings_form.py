@@ -52,6 +52,8 @@ class SettingsForm(QWidget):
         for name in self.fields:
             info = Settings.model_fields[name]
             editor = self._editor(name, info.annotation)
+            if name == "import_dir":  # empty means the default folder: show which
+                editor.setPlaceholderText(str(controller.paths.default_imports))
             editor.setToolTip(info.description or "")
             editor.setAccessibleName(name)
             self.editors[name] = editor
