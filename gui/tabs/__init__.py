@@ -30,6 +30,7 @@ class Tab(QWidget):
     def __init__(self, controller: VaultController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
+        self._loads = 0
         self.notice = QLabel()
         self.notice.setWordWrap(True)
         self.notice.setAccessibleName("notice")
@@ -43,6 +44,18 @@ class Tab(QWidget):
 
     def fail(self, text: str) -> None:
         self.say(text, ok=False)
+
+    def load(self, fn: Callable[[], Any], show: Callable[[Any], None]) -> None:
+        """Fetch off the UI thread and show it, unless a newer load started meanwhile: answers can cross,
+        and a late answer to an old question must not replace a fresh one."""
+        self._loads += 1
+        ticket = self._loads
+
+        def answer(result: Any) -> None:
+            if ticket == self._loads:
+                show(result)
+
+        self.controller.run(fn, answer, self.fail)
 
     def act(self, fn: Callable[[], Any], said: str | Callable[[Any], str]) -> None:
         """Do a change off the UI thread, then say what happened and reload (or show why it failed)."""

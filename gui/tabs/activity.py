@@ -49,12 +49,15 @@ class ActivityTab(Tab):
         layout.addWidget(self.table, 1)
         layout.addLayout(bottom)
         self.entries: list[AuditEntry] = []
+        self._generation = 0
 
     def _filters(self) -> tuple[str | None, str | None]:
         return self.event_choice.currentData() or None, self.user.text().strip() or None
 
     def refresh(self) -> None:
+        self._generation += 1  # pages still on their way for the old filter are dropped
         self.entries = []
+        self.table.setRowCount(0)
         self.load_more()
         self.controller.run(self.controller.services.audit.event_names, self._show_events)
 
@@ -68,12 +71,15 @@ class ActivityTab(Tab):
         event, user = self._filters()
         before = self.entries[-1].id if self.entries else None
         audit = self.controller.services.audit
+        generation = self._generation
         self.controller.run(lambda: audit.page(limit=PAGE, before_id=before, event=event, username=user),
-                            self._add, self.fail)
+                            lambda entries: self._add(generation, entries), self.fail)
 
-    def _add(self, entries: list[AuditEntry]) -> None:
+    def _add(self, generation: int, entries: list[AuditEntry]) -> None:
+        if generation != self._generation:
+            return
+        start = len(self.entries)
         self.entries += entries
-        start = self.table.rowCount() if len(self.entries) > len(entries) else 0
         self.table.setRowCount(len(self.entries))
         for row, e in enumerate(entries, start):
             details = ", ".join(f"{k}={v}" for k, v in e.details.items())

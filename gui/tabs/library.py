@@ -77,8 +77,7 @@ class LibraryTab(Tab):
     def _load(self, number: int) -> None:
         library = self.controller.services.library
         query, kind = self.search.text().strip() or None, self.kind.currentData()
-        self.controller.run(lambda: library.list(media_type=kind, q=query, page=number, limit=PAGE),
-                            self._show)
+        self.load(lambda: library.list(media_type=kind, q=query, page=number, limit=PAGE), self._show)
 
     def _show(self, page: Page) -> None:
         if page.page == 1:

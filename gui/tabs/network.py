@@ -48,7 +48,7 @@ class NetworkTab(Tab):
 
     def refresh(self) -> None:
         paths = self.controller.paths
-        self.controller.run(lambda: describe(ensure_certificate(paths).cert), self._show, self.fail)
+        self.load(lambda: describe(ensure_certificate(paths).cert), self._show)
 
     def _show(self, info: CertificateInfo) -> None:
         self.subject.setText(f"{info.subject} (by {info.issuer})")

@@ -41,7 +41,7 @@ class SecurityTab(Tab):
         layout.addStretch(1)
 
     def refresh(self) -> None:
-        self.controller.run(self.controller.services.keys.status, self._show, self.fail)
+        self.load(self.controller.services.keys.status, self._show)
 
     def _show(self, status: KeyStatus) -> None:
         self.backend.setText(BACKENDS.get(status.backend, status.backend))

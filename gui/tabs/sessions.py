@@ -37,7 +37,7 @@ class SessionsTab(Tab):
         self._selection_changed()
 
     def refresh(self) -> None:
-        self.controller.run(self.controller.services.sessions.list, self._show)
+        self.load(self.controller.services.sessions.list, self._show)
 
     def _show(self, sessions: list[SessionView]) -> None:
         self.sessions = {s.id: s for s in sessions}

@@ -87,7 +87,7 @@ class UsersTab(Tab):
         self._selection_changed()
 
     def refresh(self) -> None:
-        self.controller.run(self.controller.services.users.list, self._show)
+        self.load(self.controller.services.users.list, self._show)
 
     def _show(self, users: list[UserView]) -> None:
         selected = selected_key(self.table)
