@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from gui.controller import VaultController
 from gui.icons import app_pixmap
 from gui.password import PasswordField
+from gui.qr import phone_url, qr_pixmap
 from vaultserver.runtime import urls_for
 
 
@@ -93,15 +94,22 @@ class ReadyPage(QWizardPage):
         links = "<br>".join(f"<b>{u}</b>" for u in urls) or "<b>(no network address found)</b>"
         self.urls = QLabel(links)
         self.urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        note = QLabel("The first time, the browser warns that the certificate is not trusted: Vault made its "
-                      "own. Check the address, then continue. Sign in with the name and password you just "
-                      "chose.")
+        note = QLabel("Or point the phone's camera at the code. The first time, the browser warns that the "
+                      "certificate is not trusted: Vault made its own. Check the address, then continue. "
+                      "Sign in with the name and password you just chose.")
         note.setWordWrap(True)
         self.error = QLabel()
         self.error.setStyleSheet("color: #b91c1c")
         self.error.setWordWrap(True)
+        self.qr = QLabel()
+        self.qr.setAccessibleName("QR code of the address")
+        self.qr.setPixmap(qr_pixmap(phone_url(urls)))
+        self.qr.setVisible(not self.qr.pixmap().isNull())
+        row = QHBoxLayout()
+        row.addWidget(self.urls, 1)
+        row.addWidget(self.qr)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.urls)
+        layout.addLayout(row)
         layout.addWidget(note)
         layout.addWidget(self.error)
         layout.addStretch(1)

@@ -83,6 +83,7 @@ def test_wizard_creates_the_owner_and_saves_the_import_folder(qtbot, paths, serv
     wizard.folders.keep.setChecked(True)
     wizard.next()
     assert ":1027/" in wizard.ready.urls.text()
+    assert wizard.ready.qr.isVisibleTo(wizard) and not wizard.ready.qr.pixmap().isNull()
     with qtbot.waitSignal(wizard.accepted, timeout=30_000):
         wizard.accept()
     owner = services.users.by_name("mum")
@@ -172,6 +173,7 @@ def test_dashboard_shows_urls_viewers_and_queue_progress(qtbot, controller, wind
     qtbot.waitUntil(lambda: page.queue.rowCount() == 1 and page.queue.item(0, 1).text() == "Added")
     assert page.queue.cellWidget(0, 2).value() == 100
     assert controller.runtime.endpoint.url in page.urls.text()
+    assert not page.qr.isVisibleTo(page)  # only localhost here: nothing a phone could open
     assert VIEWER in page.viewers.text()
     page.pause.click()
     qtbot.waitUntil(lambda: page.pause.text() == "Resume Processing")
@@ -457,3 +459,14 @@ def test_a_port_in_use_leaves_vault_running_until_the_owner_picks_another(qtbot,
             assert vault.runtime.endpoint.port == free and vault.status.error is None
         finally:
             vault.shutdown()
+
+
+def test_the_qr_code_carries_a_lan_address_never_localhost(qtbot):
+    from gui.qr import phone_url, qr_pixmap
+
+    urls = ["https://mac-mini.local:1027/", "https://192.168.1.5:1027/", "https://localhost:1027/"]
+    assert phone_url(urls) == "https://mac-mini.local:1027/"
+    assert phone_url(["https://localhost:1027/"]) == ""
+    code = qr_pixmap(phone_url(urls), scale=4)
+    assert not code.isNull() and code.width() == code.height() >= 29 * 4
+    assert qr_pixmap("").isNull()

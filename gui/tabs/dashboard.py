@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui.controller import Status, VaultController
+from gui.qr import phone_url, qr_pixmap
 from gui.tabs import Tab, make_table, size
 from gui.tray import choose_and_import, gallery_url, open_url
 
@@ -31,6 +32,9 @@ class DashboardTab(Tab):
         self.state.setStyleSheet("font-size: 18px; font-weight: 600")
         self.urls = QLabel()
         self.urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.qr = QLabel()
+        self.qr.setAccessibleName("QR code of the address")
+        self._qr_url: str | None = None
         self.viewers = QLabel()
         self.disk = QLabel()
         self.queue_summary = QLabel()
@@ -52,9 +56,12 @@ class DashboardTab(Tab):
         for button in (self.gallery, add, self.pause, self.server):
             buttons.addWidget(button)
         buttons.addStretch(1)
+        top = QHBoxLayout()
+        top.addLayout(facts, 1)
+        top.addWidget(self.qr)
         layout = QVBoxLayout(self)
         layout.addWidget(self.state)
-        layout.addLayout(facts)
+        layout.addLayout(top)
         layout.addLayout(buttons)
         layout.addWidget(self.queue_summary)
         layout.addWidget(self.queue, 1)
@@ -66,6 +73,12 @@ class DashboardTab(Tab):
     def show_status(self, status: Status) -> None:
         self.state.setText(status.summary)
         self.urls.setText("<br>".join(status.urls) or "Not serving")
+        url = phone_url(status.urls)
+        if url != self._qr_url:
+            self._qr_url = url
+            self.qr.setPixmap(qr_pixmap(url, scale=3))
+            self.qr.setToolTip(url)
+            self.qr.setVisible(bool(url))
         online = ", ".join(status.viewers_online) or "nobody right now"
         self.viewers.setText(f"{status.devices_signed_in} device(s) signed in; watching now: {online}")
         if status.usage:
