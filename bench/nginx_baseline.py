@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench.runner import cpu_seconds, stop
 from vaultserver.crypto.tls import TlsFiles
 
 CONF = """\
@@ -45,7 +46,6 @@ http {{
   }}
 }}
 """
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def binary() -> str | None:
@@ -56,12 +56,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _cpu_of(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
 
 
 class Nginx:
@@ -118,15 +112,9 @@ class Nginx:
         try:
             with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as fh:
                 pids += [int(p) for p in fh.read().split()]
-            return sum(_cpu_of(p) for p in pids)
+            return sum(cpu_seconds(p) for p in pids)
         except OSError:
             return 0.0
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, 10)

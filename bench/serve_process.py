@@ -16,9 +16,9 @@ import sys
 import threading
 from pathlib import Path
 
+from bench.runner import cpu_seconds, stop
 from bench.serve_setup import PASSWORD, USER, VAULT_ENV
 
-_TICK = os.sysconf("SC_CLK_TCK")
 _SERVING = re.compile(r"https://localhost:(\d+)/")
 
 
@@ -66,9 +66,7 @@ class VaultServer:
                 return
 
     def cpu(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+        return cpu_seconds(self.proc.pid)
 
     @property
     def base(self) -> str:
@@ -101,10 +99,4 @@ class VaultServer:
         except (OSError, TypeError):
             pass
         self._stop.set()
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, 15)
