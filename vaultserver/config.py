@@ -28,12 +28,16 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
 
-def resource_path(*parts: str) -> Path:
-    """A file under resources/: in a checkout, or inside the frozen app's bundle."""
+def bundled_path(*parts: str) -> Path:
+    """A file shipped beside the code: from the checkout's top folder, or inside the frozen app's bundle."""
     import sys
 
     base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[1]))
-    return base.joinpath("resources", *parts)
+    return base.joinpath(*parts)
+
+
+def resource_path(*parts: str) -> Path:
+    return bundled_path("resources", *parts)
 
 
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from vaultserver.config import bundled_path
 from vaultserver.errors import ConfigurationError
 
 LABEL = "home.vault.server"
@@ -26,8 +27,7 @@ TEMPLATE_NAME = "launch-agent.plist.template"
 
 def template_path() -> Path:
     """packaging/ in a checkout, or the copy inside the frozen app (build_app.spec puts it there)."""
-    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[1]))
-    return base / "packaging" / TEMPLATE_NAME
+    return bundled_path("packaging", TEMPLATE_NAME)
 
 
 def supported() -> bool:
