@@ -49,13 +49,11 @@ class ActivityTab(Tab):
         layout.addWidget(self.table, 1)
         layout.addLayout(bottom)
         self.entries: list[AuditEntry] = []
-        self._generation = 0
 
     def _filters(self) -> tuple[str | None, str | None]:
         return self.event_choice.currentData() or None, self.user.text().strip() or None
 
     def refresh(self) -> None:
-        self._generation += 1  # pages still on their way for the old filter are dropped
         self.entries = []
         self.table.setRowCount(0)
         self.load_more()
@@ -71,13 +69,10 @@ class ActivityTab(Tab):
         event, user = self._filters()
         before = self.entries[-1].id if self.entries else None
         audit = self.controller.services.audit
-        generation = self._generation
-        self.controller.run(lambda: audit.page(limit=PAGE, before_id=before, event=event, username=user),
-                            lambda entries: self._add(generation, entries), self.fail)
+        # A newer load (a new filter, or a refresh) makes any page still on its way for the old one drop.
+        self.load(lambda: audit.page(limit=PAGE, before_id=before, event=event, username=user), self._add)
 
-    def _add(self, generation: int, entries: list[AuditEntry]) -> None:
-        if generation != self._generation:
-            return
+    def _add(self, entries: list[AuditEntry]) -> None:
         start = len(self.entries)
         self.entries += entries
         self.table.setRowCount(len(self.entries))
