@@ -27,8 +27,9 @@ from gui.window import AdminWindow
 from gui.wizard import FirstRunWizard
 from vaultserver import APP_NAME, __version__
 from vaultserver.cli import setup_logging
-from vaultserver.config import AppPaths, Settings, resolve_data_dir, save_settings
+from vaultserver.config import AppPaths, resolve_data_dir
 from vaultserver.errors import VaultError
+from vaultserver.selfcheck import throwaway_paths
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +93,11 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> ob
     return result
 
 
-def _scratch_paths(root: Path) -> AppPaths:
-    """A throwaway data dir that never touches the keychain or the network's mDNS."""
-    paths = AppPaths(root / "vault").ensure()
-    save_settings(paths, Settings(keystore="file", mdns_enabled=False, stable_seconds=0.2,
-                                  rescan_seconds=1.0))
-    return paths
-
-
 def smoke_test(out=sys.stdout) -> int:
     from vaultserver.server import client_context
 
     with tempfile.TemporaryDirectory(prefix="vault-smoke-") as tmp:
-        paths = _scratch_paths(Path(tmp))
+        paths = throwaway_paths(Path(tmp))
         controller = VaultController(paths, host="127.0.0.1", port=0)
         controller.services.users.create("owner", "Smoke!test1", "admin")
         vault = VaultApp(controller, use_tray=False)

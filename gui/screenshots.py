@@ -13,9 +13,11 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from PySide6.QtWidgets import QApplication, QWidget
 
-from gui.app import VaultApp, _scratch_paths, wait_until
+from gui.app import VaultApp, wait_until
 from gui.controller import VaultController
 from gui.wizard import FirstRunWizard
+from vaultserver.pipeline.watcher import copy_into
+from vaultserver.selfcheck import throwaway_paths
 
 SCENES = [("Beach.jpg", "#38bdf8", "#fde68a"), ("Dunes.jpg", "#fb923c", "#fef3c7"),
           ("Evening.jpg", "#6d28d9", "#fcd34d"), ("Meadow.jpg", "#60a5fa", "#86efac")]
@@ -48,7 +50,7 @@ def render_all(out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance()
     with tempfile.TemporaryDirectory(prefix="vault-shots-") as tmp:
-        paths = _scratch_paths(Path(tmp))
+        paths = throwaway_paths(Path(tmp))
         controller = VaultController(paths, host="127.0.0.1", port=0)
         wizard = FirstRunWizard(controller)
         wizard.account.name.setText("owner")
@@ -68,9 +70,11 @@ def render_all(out: Path) -> int:
             user = services.users.create(name, "Correct-h0rse", "viewer")
             services.sessions.create(user, device_name=device, ip="192.168.1.23")
         services.sessions.create(owner, device_name="Safari on Mac", ip="127.0.0.1")
-        controller.import_folder.mkdir(parents=True, exist_ok=True)
+        pictures = Path(tmp) / "pictures"
+        pictures.mkdir()
         for name, sky, ground in SCENES:
-            _picture(controller.import_folder / name, sky, ground)
+            _picture(pictures / name, sky, ground)
+        copy_into(sorted(pictures.iterdir()), controller.import_folder)
         vault = VaultApp(controller, use_tray=False)
         vault.begin()
         wait_until(lambda: controller.status.server, 60, "the server")

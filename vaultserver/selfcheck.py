@@ -23,7 +23,6 @@ import pkgutil
 import re
 import secrets
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from vaultserver.config import AppPaths
     from vaultserver.runtime import VaultRuntime
     from vaultserver.services import Services
     from vaultserver.services.library import MediaItem
@@ -116,6 +116,17 @@ def check_ffmpeg_binary() -> str:
 # --- the throwaway Vault ------------------------------------------------------------------------------------
 
 
+def throwaway_paths(root: Path) -> AppPaths:
+    """A data folder under `root` that touches nothing outside it: the master key in the file key store
+    (never the keychain), no mDNS, and quick imports. The GUI's offscreen modes use it too."""
+    from vaultserver.config import AppPaths, Settings, save_settings
+
+    paths = AppPaths(root / "vault").ensure()
+    save_settings(paths, Settings(keystore="file", mdns_enabled=False, stable_seconds=0.0,
+                                  rescan_seconds=1.0, max_attempts=1, workers=2))
+    return paths
+
+
 class Trial:
     """A real Vault on a temporary data folder, and the checks that drive it, in order."""
 
@@ -135,13 +146,10 @@ class Trial:
                 ("video", self.ingest_video), ("sign-in", self.read_back)]
 
     def open_data_folder(self) -> str:
-        from vaultserver.config import AppPaths, Settings, save_settings
         from vaultserver.services import open_services
 
-        paths = AppPaths(self.root / "vault").ensure()
-        save_settings(paths, Settings(keystore="file", mdns_enabled=False, stable_seconds=0.0,
-                                      rescan_seconds=1.0, max_attempts=1, workers=2))
-        self.services = open_services(paths)  # creates the database and runs every migration
+        # Opening creates the database and runs every migration.
+        self.services = open_services(throwaway_paths(self.root))
         revision = self.services.db.current_revision()
         if revision != self.services.db.head_revision():
             raise CheckFailed(f"the database is at revision {revision}, not the newest")
@@ -193,7 +201,10 @@ class Trial:
         picture = Image.linear_gradient("L").resize((96, 64)).convert("RGB")
         data = io.BytesIO()
         picture.save(data, "PNG")
-        self._drop("self-check.png", data.getvalue())
+        made = self.root / "work" / "self-check.png"
+        made.parent.mkdir(exist_ok=True)
+        made.write_bytes(data.getvalue())
+        self._drop(made)
         item = self._wait_for_item("image")
         return f"{item.original_name} -> {item.width}x{item.height} WebP, {item.stored_size} bytes encrypted"
 
@@ -209,7 +220,7 @@ class Trial:
         made = subprocess.run(command, capture_output=True, text=True, timeout=60)
         if made.returncode != 0:
             raise CheckFailed(f"ffmpeg could not make the test clip: {made.stderr.strip()[-300:]}")
-        self._drop(clip.name, clip.read_bytes())
+        self._drop(clip)
         item = self._wait_for_item("video")
         rungs = ", ".join(r.get("name", "?") for r in item.renditions) or "no renditions"
         return f"1 s clip made by ffmpeg -> HLS ({rungs}), {item.duration:.1f} s, encrypted"
@@ -247,8 +258,10 @@ class Trial:
 
     def request(self, method: str, path: str, body: dict | None = None,
                 ) -> tuple[int, http.client.HTTPMessage, bytes]:
-        context = ssl.create_default_context(cafile=str(self.ca))
-        connection = http.client.HTTPSConnection("127.0.0.1", self.port, context=context, timeout=30)
+        from vaultserver.server import client_context
+
+        connection = http.client.HTTPSConnection("127.0.0.1", self.port, context=client_context(str(self.ca)),
+                                                 timeout=30)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         payload = None
         if body is not None:
@@ -261,13 +274,11 @@ class Trial:
         finally:
             connection.close()
 
-    def _drop(self, name: str, data: bytes) -> None:
-        """Into the import folder in one rename, as a finished copy would arrive."""
-        imports = self.services.settings.current.import_path(self.services.paths)
-        staged = self.root / "work" / f"{name}.partial"
-        staged.parent.mkdir(exist_ok=True)
-        staged.write_bytes(data)
-        os.replace(staged, imports / name)
+    def _drop(self, made: Path) -> None:
+        """Into the import folder the way Import Files… does it: never seen half-copied."""
+        from vaultserver.pipeline.watcher import copy_into
+
+        copy_into([made], self.services.settings.current.import_path(self.services.paths))
 
     def _wait_for_item(self, media_type: str) -> MediaItem:
         deadline = time.monotonic() + self.timeout
