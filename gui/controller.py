@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 ONLINE_MINUTES = 5  # a device that made a request this recently counts as watching now
 STATES = ("running", "processing", "paused", "stopped", "error")
-RESTART_FIELDS = ("port", "host")
 
 
 @dataclass(frozen=True)
@@ -162,10 +161,6 @@ class VaultController(QObject):
     def toggle_server(self) -> None:
         (self.stop_server if self.status.server else self.start_server)()
 
-    def restart_server(self, reason: str) -> None:
-        self.message.emit(reason)
-        self.run(self.runtime.restart_server, lambda _: self.refresh())
-
     @property
     def import_folder(self) -> Path:
         return self.services.settings.current.import_path(self.paths)
@@ -181,8 +176,7 @@ class VaultController(QObject):
 
     @Slot(object, object)
     def _on_settings_event(self, old: Settings, new: Settings) -> None:
-        serving = self.runtime.server or self.runtime.last_error  # a failed server is retried on a new port
-        if any(getattr(old, f) != getattr(new, f) for f in RESTART_FIELDS) and serving:
+        if self.runtime.restarts_listener(old, new):
             self.message.emit(f"Restarting the server on port {new.port}; open pages reconnect by "
                               "themselves.")
         elif old.workers != new.workers:

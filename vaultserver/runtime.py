@@ -187,6 +187,10 @@ class VaultRuntime:
                 log.exception("Could not advertise Vault on the network (mDNS)")
                 self.advertiser = None
 
+    def restarts_listener(self, old, new) -> bool:
+        """Whether this settings change moves the server (one serving, or one that failed to listen)."""
+        return bool(self.server or self.last_error) and (old.host, old.port) != (new.host, new.port)
+
     def _settings_changed(self, old, new) -> None:
         """Apply a change live where it can be; a new port or address restarts the listener.
 
@@ -195,7 +199,7 @@ class VaultRuntime:
         """
         if not self.running:
             return
-        if (self.server or self.last_error) and (old.host, old.port) != (new.host, new.port):
+        if self.restarts_listener(old, new):
             self._listen = (new.host, new.port)
             self._restart_requested.set()
         elif self.server and old.mdns_enabled != new.mdns_enabled:
