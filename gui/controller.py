@@ -195,7 +195,7 @@ class VaultController(QObject):
     def _look(self) -> Status:
         runtime, services = self.runtime, self.services
         health = runtime.health()
-        counts = services.queue.counts()
+        counts = QueueCounts(**health["queue"])
         jobs = services.queue.snapshot(recent=20)
         sessions = services.sessions.list()
         since = datetime.now(UTC) - timedelta(minutes=ONLINE_MINUTES)

@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import asdict
 
 from filelock import FileLock, Timeout
 
@@ -215,7 +216,7 @@ class VaultRuntime:
         counts = self.services.queue.counts()
         return {"running": self.running, "server": bool(self.server and self.server.alive),
                 "urls": self.urls(), "paused": self.pipeline.workers.paused,
-                "mdns": self.advertiser is not None, "queue_active": counts.active,
+                "mdns": self.advertiser is not None, "queue_active": counts.active, "queue": asdict(counts),
                 "server_restarts": self.restarts, "error": self.last_error}
 
     def restart_server(self) -> None:
