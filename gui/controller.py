@@ -46,6 +46,15 @@ class Status:
     usage: Usage | None = None
 
     @property
+    def pause_label(self) -> str:
+        """What the pause button or menu item does now (the controller's toggle_pause)."""
+        return "Resume Processing" if self.paused else "Pause Processing"
+
+    @property
+    def server_label(self) -> str:
+        return "Stop Server" if self.server else "Start Server"
+
+    @property
     def summary(self) -> str:
         """The tray's status line."""
         if self.state == "error":

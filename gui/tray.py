@@ -91,8 +91,8 @@ class TrayMenu(QObject):
         self.url_action.setText(url or "Not serving")
         self.icon.setToolTip(f"Vault — {status.summary}" + (f"\n{url}" if url else ""))
         self.gallery_action.setEnabled(bool(url))
-        self.pause_action.setText("Resume Processing" if status.paused else "Pause Processing")
-        self.server_action.setText("Stop Server" if status.server else "Start Server")
+        self.pause_action.setText(status.pause_label)
+        self.server_action.setText(status.server_label)
 
     def _open_gallery(self) -> None:
         open_url(gallery_url(self.controller.status.urls))

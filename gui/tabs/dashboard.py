@@ -85,8 +85,8 @@ class DashboardTab(Tab):
             u = status.usage
             self.disk.setText(f"{u.items} item(s), {size(u.stored_bytes)} encrypted; "
                               f"{size(u.free_bytes)} free")
-        self.pause.setText("Resume Processing" if status.paused else "Pause Processing")
-        self.server.setText("Stop Server" if status.server else "Start Server")
+        self.pause.setText(status.pause_label)
+        self.server.setText(status.server_label)
         self.gallery.setEnabled(bool(status.urls))
         c = status.counts
         self.queue_summary.setText(f"Import queue: {c.queued} waiting, {c.processing} converting, "
