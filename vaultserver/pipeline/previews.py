@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 from PIL import Image
 
@@ -12,9 +13,9 @@ PREVIEW_FPS, PREVIEW_QUALITY, POSTER_QUALITY = 5, 80, 85
 MIN_SCENES = 5  # fewer scene changes than this and the preview samples the video uniformly instead
 
 
-def _pick_evenly(frames: list[bytes], count: int) -> list[bytes]:
+def _pick_evenly(frames: Sequence[bytes], count: int) -> list[bytes]:
     if len(frames) <= count:
-        return frames
+        return list(frames)
     step = len(frames) / count
     return [frames[int(i * step)] for i in range(count)]
 

@@ -12,7 +12,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from vaultserver.errors import MediaError
@@ -66,16 +66,27 @@ def _box(width: int, height: int, long_max: int, short_max: int) -> tuple[int, i
     return _even(width * scale), _even(height * scale)
 
 
-@dataclass
+@dataclass(frozen=True)
+class VideoPlan:
+    """What one transcode will produce, decided from the probe before ffmpeg starts."""
+
+    rungs: tuple[Rung, ...]
+    preview_size: tuple[int, int]
+    poster_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class VideoOutputs:
-    rungs: list[Rung]
+    """Everything one finished transcode produced besides the HLS files it wrote. Built once, whole."""
+
+    rungs: tuple[Rung, ...]
     thumbnail_webp: bytes
-    scene_frames: list[bytes]
-    uniform_frames: list[bytes]
+    scene_frames: tuple[bytes, ...]
+    uniform_frames: tuple[bytes, ...]
     poster_rgb: bytes
     preview_size: tuple[int, int]
     poster_size: tuple[int, int]
-    log_tail: list[str] = field(default_factory=list)
+    log_tail: tuple[str, ...]
 
 
 class _PipeReader(threading.Thread):
@@ -115,9 +126,9 @@ def _tonemap_prefix(info: ProbeResult) -> str:
 
 
 def build_command(ffmpeg: str, source: Path, out_dir: Path, key_info: Path, info: ProbeResult,
-                  fds: dict[str, int]) -> tuple[list[str], VideoOutputs]:
+                  fds: dict[str, int]) -> tuple[list[str], VideoPlan]:
     v = info.video
-    rungs = plan_ladder(v.width, v.height)
+    rungs = tuple(plan_ladder(v.width, v.height))
     duration = max(info.duration, 0.04)
     start = 0.0 if duration < THUMB_SECONDS * 2 else duration * 0.10
     preview_size = (PREVIEW_WIDTH, _even(PREVIEW_WIDTH * v.height / v.width))
@@ -165,8 +176,7 @@ def build_command(ffmpeg: str, source: Path, out_dir: Path, key_info: Path, info
                 f"pipe:{fds[label]}"]
     cmd += ["-map", "[poster]", "-frames:v", "1", "-c:v", "rawvideo", "-f", "rawvideo",
             f"pipe:{fds['poster']}"]
-    outputs = VideoOutputs(rungs, b"", [], [], b"", preview_size, poster_size)
-    return cmd, outputs
+    return cmd, VideoPlan(rungs, preview_size, poster_size)
 
 
 def transcode(ffmpeg: str, source: Path, out_dir: Path, key_info: Path, info: ProbeResult,
@@ -175,11 +185,11 @@ def transcode(ffmpeg: str, source: Path, out_dir: Path, key_info: Path, info: Pr
     """Run the one-pass transcode. Bad input raises MediaError with ffmpeg's own words."""
     pipes = {name: os.pipe() for name in ("progress", "thumb", "scene", "uniform", "poster")}
     child_fds = {name: w for name, (_r, w) in pipes.items()}
-    cmd, outputs = build_command(ffmpeg, source, out_dir, key_info, info, child_fds)
-    for rung in outputs.rungs:
+    cmd, plan = build_command(ffmpeg, source, out_dir, key_info, info, child_fds)
+    for rung in plan.rungs:
         (out_dir / rung.name).mkdir(parents=True, exist_ok=True)
-    preview_frame = outputs.preview_size[0] * outputs.preview_size[1] * 3
-    poster_frame = outputs.poster_size[0] * outputs.poster_size[1] * 3
+    preview_frame = plan.preview_size[0] * plan.preview_size[1] * 3
+    poster_frame = plan.poster_size[0] * plan.poster_size[1] * 3
     readers = {
         "thumb": _PipeReader(pipes["thumb"][0]),
         "scene": _PipeReader(pipes["scene"][0], preview_frame, keep=PREVIEW_FRAMES * 4),
@@ -211,12 +221,12 @@ def transcode(ffmpeg: str, source: Path, out_dir: Path, key_info: Path, info: Pr
     for name, reader in readers.items():
         if reader.error:
             raise RuntimeError(f"reading the {name} output failed: {reader.error}")
-    outputs.thumbnail_webp = bytes(readers["thumb"].data)
-    outputs.scene_frames = readers["scene"].frames
-    outputs.uniform_frames = readers["uniform"].frames
-    outputs.poster_rgb = readers["poster"].frames[0] if readers["poster"].frames else b""
-    outputs.log_tail = stderr_lines[-20:]
-    return outputs
+    poster = readers["poster"].frames
+    return VideoOutputs(plan.rungs, thumbnail_webp=bytes(readers["thumb"].data),
+                        scene_frames=tuple(readers["scene"].frames),
+                        uniform_frames=tuple(readers["uniform"].frames),
+                        poster_rgb=poster[0] if poster else b"", preview_size=plan.preview_size,
+                        poster_size=plan.poster_size, log_tail=tuple(stderr_lines[-20:]))
 
 
 def _collect_lines(stream, into: list[str]) -> None:
