@@ -169,7 +169,7 @@ def test_kill_9_during_processing_loses_nothing(media, paths, tmp_path):
 
 
 def test_interrupted_jobs_are_requeued_and_orphans_swept(services, imports, media, run_pipeline):
-    job_id = services.queue.enqueue("a.jpg", "a.jpg", 1, 0.0)
+    job_id = services.queue.enqueue(imports / "a.jpg", imports, 1, 0.0)
     media.copy_into(media.image("a.jpg"), imports)
     assert services.queue.claim().id == job_id  # a crash leaves it "processing"
     orphan = services.paths.library / "deadbeef"

@@ -67,10 +67,12 @@ class Database:
                 session.rollback()
                 raise
 
-    def migrate(self) -> None:
+    def migrate(self, import_root: Path | None = None) -> None:
+        """Upgrade to head. `import_root`: the import folder in effect, for migrations that need it."""
         with self.engine.begin() as connection:
             cfg = alembic_config(self.url)
             cfg.attributes["connection"] = connection
+            cfg.attributes["import_root"] = import_root
             command.upgrade(cfg, "head")
 
     def current_revision(self) -> str | None:
@@ -84,8 +86,8 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(db_path: Path) -> Database:
+def open_database(db_path: Path, import_root: Path | None = None) -> Database:
     """Open (creating if needed) and migrate to the newest schema."""
     db = Database(database_url(db_path))
-    db.migrate()
+    db.migrate(import_root)
     return db

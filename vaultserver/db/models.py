@@ -126,7 +126,10 @@ class ProcessingJob(SQLModel, table=True):
     __tablename__ = "processing_queue"
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    source_path: str = Field(index=True, max_length=4096)  # relative to the import folder
+    # Where the file was found, absolute, and the import folder it was found under: a job is never
+    # re-rooted when the import folder setting changes while it waits.
+    path: str = Field(index=True, max_length=4096)
+    import_root: str = Field(max_length=4096)
     original_name: str = Field(max_length=1024)
     size: int = 0
     mtime: float = 0.0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 
 from vaultserver.ffmpeg import ffmpeg
+from vaultserver.pipeline.ingest import remove_leftover_key_files
 from vaultserver.pipeline.watcher import ImportWatcher
 from vaultserver.pipeline.workers import WorkerPool, wait_until_idle
 from vaultserver.services import Services
@@ -26,7 +26,7 @@ class Pipeline:
         """After a crash: finish a half-done key rotation, re-queue interrupted jobs, sweep partial output."""
         self.services.keys.finish_interrupted_rotation()
         self.services.queue.recover_interrupted()
-        shutil.rmtree(self.services.paths.private / "transcode", ignore_errors=True)
+        remove_leftover_key_files(self.services.paths)
         self.services.library.sweep_orphans()
 
     def start(self) -> None:

@@ -1,8 +1,9 @@
 """Turning one import file into one committed, encrypted library item.
 
-Everything is written encrypted into `library/.staging/<job>/`, then committed by the library service in
-one step. The HLS key file ffmpeg must read lives in the owner-only private/ folder for the length of the
-transcode and is removed right after (ffmpeg re-reads it per variant, so a pipe cannot serve it).
+Everything is written encrypted into a staging folder the library hands out, described by one complete
+`StagedItem`, then committed by the library service in one step. The HLS key file ffmpeg must read lives in
+the owner-only `private/transcode/` folder for the length of the transcode and is removed right after
+(ffmpeg re-reads it per variant, so a pipe cannot serve it); this module alone writes and sweeps that folder.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from vaultserver.config import PRIVATE_FILE_MODE
+from vaultserver.config import PRIVATE_FILE_MODE, AppPaths
 from vaultserver.crypto.container import seal_bytes, seal_file
 from vaultserver.db.models import new_id
 from vaultserver.errors import MediaError
@@ -41,6 +43,22 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]
 FALLBACK_CODECS = "avc1.640028,mp4a.40.2"  # High@4.0 + AAC-LC: what the ladder's encoder settings produce
+KEY_DIR = "transcode"  # under private/: HLS key files, each alive for one transcode
+
+
+@dataclass(frozen=True)
+class Original:
+    """The import file being converted, as known before conversion starts."""
+
+    path: Path
+    name: str  # as the owner named it
+    sha256: str
+    size: int
+
+
+def remove_leftover_key_files(paths: AppPaths) -> None:
+    """After a crash: HLS key files of transcodes that never finished."""
+    shutil.rmtree(paths.private / KEY_DIR, ignore_errors=True)
 
 
 def sha256_of(path: Path, on_progress: Callable[[float], None] | None = None) -> str:
@@ -63,46 +81,44 @@ class Ingestor:
 
     def ingest(self, job_id: str, source: Path, original_name: str, sha256: str, progress: Progress,
                cancel: threading.Event | None = None) -> MediaItem:
-        stage = self._services.paths.staging / job_id
-        shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir(parents=True)
-        try:
+        original = Original(source, original_name, sha256, source.stat().st_size)
+        with self._services.library.staging(job_id) as stage:
             if images.is_image(source):
-                staged = self._image(source, stage, progress)
+                staged = self._image(original, stage, progress)
             else:
-                staged = self._video(job_id, source, stage, progress, cancel)
-            staged.original_name, staged.sha256 = original_name, sha256
-            staged.size = source.stat().st_size
-            if self._services.settings.current.keep_originals:
-                progress("keeping original", 0.98)
-                seal_file(source, stage / ORIGINAL_FILE, self._file_key(staged).key)
-                staged.has_original = True
+                staged = self._video(job_id, original, stage, progress, cancel)
             progress("committing", 0.99)
             return self._services.library.commit(staged, job_id)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
 
-    @staticmethod
-    def _file_key(staged: StagedItem) -> NewDataKey:
-        return next(k for k in staged.keys if k.purpose == "file")
+    def _keep_original(self, original: Original, stage: Path, file_key: NewDataKey,
+                       progress: Progress) -> bool:
+        """Seal the untouched original next to the conversion when the owner keeps originals."""
+        if not self._services.settings.current.keep_originals:
+            return False
+        progress("keeping original", 0.98)
+        seal_file(original.path, stage / ORIGINAL_FILE, file_key.key)
+        return True
 
-    def _image(self, source: Path, stage: Path, progress: Progress) -> StagedItem:
+    def _image(self, original: Original, stage: Path, progress: Progress) -> StagedItem:
         progress("converting image", 0.1)
-        result = images.convert_image(source)
+        result = images.convert_image(original.path)
         file_key = self._services.keys.new_data_key("file")
         progress("encrypting", 0.9)
         seal_bytes(result.webp, stage / IMAGE_FILE, file_key.key)
         seal_bytes(result.thumbnail, stage / THUMB_FILE, file_key.key)
+        has_original = self._keep_original(original, stage, file_key, progress)
         return StagedItem(media_id=new_id(), staging_dir=stage, media_type="image",
-                          original_name="", sha256="", size=0, mime_type="image/webp",
-                          source_format=result.source_format, width=result.width, height=result.height,
-                          keys=[file_key], animated=result.animated, taken_at=result.taken_at,
+                          original_name=original.name, sha256=original.sha256, size=original.size,
+                          mime_type="image/webp", source_format=result.source_format, width=result.width,
+                          height=result.height, keys=(file_key,), has_original=has_original,
+                          animated=result.animated, taken_at=result.taken_at,
                           camera_make=result.camera_make, camera_model=result.camera_model)
 
-    def _video(self, job_id: str, source: Path, stage: Path, progress: Progress,
+    def _video(self, job_id: str, original: Original, stage: Path, progress: Progress,
                cancel: threading.Event | None) -> StagedItem:
         progress("probing", 0.0)
         ffmpeg = self._ffmpeg()
+        source = original.path
         try:
             info = probe(ffmpeg, source)
         except MediaError as exc:
@@ -110,7 +126,7 @@ class Ingestor:
                              details={"reason": exc.message, **exc.details}) from exc
         keys = self._services.keys
         file_key, hls_key = keys.new_data_key("file"), keys.new_data_key("hls", with_iv=True)
-        key_dir = self._services.paths.private / "transcode"
+        key_dir = self._services.paths.private / KEY_DIR
         key_dir.mkdir(mode=0o700, exist_ok=True)
         key_file, key_info = key_dir / f"{job_id}.key", key_dir / f"{job_id}.keyinfo"
         hls_dir = stage / HLS_DIR
@@ -127,15 +143,18 @@ class Ingestor:
         seal_bytes(outputs.thumbnail_webp, stage / THUMB_FILE, file_key.key)
         seal_bytes(previews.preview_webp(outputs), stage / PREVIEW_FILE, file_key.key)
         seal_bytes(previews.poster_webp(outputs), stage / POSTER_FILE, file_key.key)
+        has_original = self._keep_original(original, stage, file_key, progress)
         top = outputs.rungs[0]
-        return StagedItem(media_id=new_id(), staging_dir=stage, media_type="video", original_name="",
-                          sha256="", size=0, mime_type="application/vnd.apple.mpegurl",
+        return StagedItem(media_id=new_id(), staging_dir=stage, media_type="video",
+                          original_name=original.name, sha256=original.sha256, size=original.size,
+                          mime_type="application/vnd.apple.mpegurl",
                           source_format=f"{info.container.split(',')[0]}/{info.video.codec}",
-                          width=top.width, height=top.height, duration=round(info.duration, 3),
-                          keys=[file_key, hls_key], renditions=renditions)
+                          width=top.width, height=top.height, keys=(file_key, hls_key),
+                          has_original=has_original, duration=round(info.duration, 3),
+                          renditions=tuple(renditions))
 
     @staticmethod
-    def _seal_playlists(hls_dir: Path, rungs: list[Rung], has_audio: bool, file_key: bytes) -> list[dict]:
+    def _seal_playlists(hls_dir: Path, rungs: Sequence[Rung], has_audio: bool, file_key: bytes) -> list[dict]:
         """Check what ffmpeg wrote (m3u8 parses it, every segment exists), then encrypt the playlists."""
         master_path = hls_dir / "master.m3u8"
         measured = {Path(v.uri).parent.name: v for v in variants(master_path.read_text(encoding="utf-8"))}

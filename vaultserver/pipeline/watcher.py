@@ -123,7 +123,7 @@ class ImportWatcher:
             if now - stat.st_mtime < stable_seconds:
                 continue
             self._forget(path)
-            if self._queue.enqueue(relative.as_posix(), path.name, stat.st_size, stat.st_mtime):
+            if self._queue.enqueue(path, root, stat.st_size, stat.st_mtime):
                 queued += 1
         return queued
 

@@ -1,6 +1,7 @@
 """The worker pool: takes due jobs from the queue, converts them, and disposes of originals safely.
 
 The rule that matters: an original leaves the import folder only after its encrypted result is committed.
+A job's file is where it was found (its absolute path), whatever the import folder setting says by now.
 Bad input (corrupt, not media) goes to `failed/` unchanged with a sidecar saying why; other errors are
 retried with backoff up to the configured number of attempts, then go to `failed/` too.
 """
@@ -101,8 +102,7 @@ class WorkerPool:
 
     def process(self, job: JobView) -> None:
         services = self._services
-        import_root = services.settings.current.import_path(services.paths)
-        source = import_root / job.source_path
+        import_root, source = Path(job.import_root), job.source
         report = lambda stage, fraction: services.queue.report(job.id, stage, fraction)  # noqa: E731
         if not source.is_file():
             services.queue.finish(job.id, "gone", error="The file disappeared before it was processed")
@@ -113,7 +113,7 @@ class WorkerPool:
             services.queue.set_hash(job.id, sha256)
             if existing := services.library.find_by_sha256(sha256):
                 raise DuplicateContent(existing.id)
-            item = self._ingestor.ingest(job.id, source, job.original_name, sha256, report, self.cancel)
+            self._ingestor.ingest(job.id, source, job.original_name, sha256, report, self.cancel)
         except DuplicateContent as dup:
             self._remove_original(source, import_root)
             services.queue.finish(job.id, "duplicate", media_id=dup.existing_id)
@@ -131,10 +131,7 @@ class WorkerPool:
             log.exception("Processing %s failed", job.source_path)
             self._retry_or_quarantine(job, source, import_root, exc)
             return
-        services.queue.committed(job.id)
         self._remove_original(source, import_root)
-        services.audit.record(AuditEvent("media_added", resource=item.id,
-                                         details={"original_name": item.original_name, "type": item.type}))
         self._emit("done", job.id)
 
     def _retry_or_quarantine(self, job: JobView, source: Path, import_root: Path, exc: Exception) -> None:

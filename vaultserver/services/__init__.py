@@ -44,12 +44,12 @@ class Services:
 def open_services(paths: AppPaths) -> Services:
     """Everything the front ends need, on one data dir (created and migrated if new)."""
     paths.ensure()
-    db = open_database(paths.database)
     settings = SettingsService(paths)
+    db = open_database(paths.database, import_root=settings.current.import_path(paths))
     audit = AuditService(db)
     store = KeyStore(choose_backend(paths, settings.current.keystore))
     keys = KeyService(paths, db, store, settings, audit)
-    library = LibraryService(paths, db, keys, audit)
+    queue = QueueService(db)
+    library = LibraryService(paths, db, keys, audit, queue)
     sessions = SessionService(db, audit, settings, load_signing_secret(paths.private / "jwt.secret"))
-    return Services(paths, db, settings, audit, keys, library, QueueService(db), UserService(db, audit),
-                    sessions)
+    return Services(paths, db, settings, audit, keys, library, queue, UserService(db, audit), sessions)

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from vaultserver.db import Database
 from vaultserver.db.models import AccessLog
@@ -53,6 +53,11 @@ class AuditService:
     def record(self, event: AuditEvent) -> None:
         with self._db.session() as session:
             session.add(AccessLog(**event.__dict__))
+        log.info("audit %s %s %s %s", event.event, event.outcome, event.username or "-", event.resource or "")
+
+    def record_in(self, session: Session, event: AuditEvent) -> None:
+        """Record as part of the caller's transaction: the entry commits, or not, with what it describes."""
+        session.add(AccessLog(**event.__dict__))
         log.info("audit %s %s %s %s", event.event, event.outcome, event.username or "-", event.resource or "")
 
     def recent(self, limit: int = 100, event: str | None = None) -> list[AuditEntry]:

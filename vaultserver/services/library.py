@@ -3,6 +3,8 @@
 On disk every item is one folder `library/<id>/`; nothing there is plaintext (HLS segments are AES-128
 encrypted by ffmpeg, everything else is in the at-rest container format). An item exists only once its
 folder has been renamed into place AND its row committed; a folder without a row is swept on start.
+One transaction adds an item: its row, its wrapped keys, its job marked done (by the queue service) and its
+`media_added` audit entry. Deleting is the mirror image, audited here too as `media_deleted`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,11 +28,12 @@ from vaultserver import hls
 from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile
 from vaultserver.db import Database
-from vaultserver.db.models import MediaFile, PlaybackPosition, ProcessingJob, utcnow
+from vaultserver.db.models import MediaFile, PlaybackPosition, utcnow
 from vaultserver.errors import NotFoundError, ValidationError, VaultError
 from vaultserver.ffmpeg import ffmpeg
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.keys import KeyService, NewDataKey
+from vaultserver.services.queue import QueueService
 
 log = logging.getLogger(__name__)
 
@@ -86,28 +91,28 @@ class MediaItem:
         return data
 
 
-@dataclass
+@dataclass(frozen=True)
 class StagedItem:
-    """A converted item sitting in its staging folder, with the keys that encrypted it."""
+    """A converted item sitting in its staging folder, with the keys that encrypted it. Built once, whole."""
 
     media_id: str
     staging_dir: Path
     media_type: str
     original_name: str
     sha256: str
-    size: int
+    size: int  # of the original
     mime_type: str
     source_format: str
     width: int
     height: int
-    keys: list[NewDataKey]
-    duration: float | None = None
-    animated: bool = False
+    keys: tuple[NewDataKey, ...]
+    has_original: bool
+    duration: float | None = None  # videos only
+    animated: bool = False  # images only
     taken_at: datetime | None = None
     camera_make: str | None = None
     camera_model: str | None = None
-    renditions: list[dict[str, Any]] = field(default_factory=list)
-    has_original: bool = False
+    renditions: tuple[dict[str, Any], ...] = ()  # videos only
 
 
 class DuplicateContent(Exception):
@@ -148,11 +153,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LibraryService:
-    def __init__(self, paths: AppPaths, db: Database, keys: KeyService, audit: AuditService) -> None:
+    def __init__(self, paths: AppPaths, db: Database, keys: KeyService, audit: AuditService,
+                 queue: QueueService) -> None:
         self._paths = paths
         self._db = db
         self._keys = keys
         self._audit = audit
+        self._queue = queue
         self._items: dict[str, MediaItem] = {}
 
     # --- writing -------------------------------------------------------------------------------------
@@ -162,16 +169,30 @@ class LibraryService:
             raise NotFoundError("No such media item", details={"id": media_id})
         return self._paths.library / media_id
 
+    @contextmanager
+    def staging(self, name: str) -> Iterator[Path]:
+        """A fresh, empty staging folder for one item's encrypted output; gone afterwards unless committed."""
+        folder = self._paths.staging / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def commit(self, staged: StagedItem, job_id: str | None = None) -> MediaItem:
-        """Rename the staged folder into place, then commit row + wrapped keys (+ job) in one transaction."""
+        """Rename the staged folder into place, then commit row + wrapped keys + job done + `media_added`
+        audit entry in one transaction."""
         final = self.item_dir(staged.media_id)
         row = MediaFile(id=staged.media_id, media_type=staged.media_type, original_name=staged.original_name,
                         sha256=staged.sha256, size=staged.size, stored_size=_tree_size(staged.staging_dir),
                         mime_type=staged.mime_type, source_format=staged.source_format, width=staged.width,
                         height=staged.height, duration=staged.duration, animated=staged.animated,
                         taken_at=staged.taken_at, camera_make=staged.camera_make,
-                        camera_model=staged.camera_model, renditions=staged.renditions,
+                        camera_model=staged.camera_model, renditions=list(staged.renditions),
                         has_original=staged.has_original)
+        added = AuditEvent("media_added", resource=staged.media_id,
+                           details={"original_name": staged.original_name, "type": staged.media_type})
         with self._keys.exclusive() as ring:
             existing = self.find_by_sha256(staged.sha256)
             if existing:
@@ -182,13 +203,10 @@ class LibraryService:
                 with self._db.session() as session:
                     session.add(row)
                     session.flush()
-                    self._keys.add_wrapped(session, ring, staged.media_id, staged.keys)
+                    self._keys.add_wrapped(session, ring, staged.media_id, list(staged.keys))
                     if job_id:
-                        job = session.get(ProcessingJob, job_id)
-                        if job:
-                            job.status, job.stage, job.progress = "done", "done", 1.0
-                            job.media_id, job.finished_at, job.error = staged.media_id, utcnow(), None
-                            session.add(job)
+                        self._queue.mark_committed(session, job_id, staged.media_id)
+                    self._audit.record_in(session, added)
             except DBIntegrityError:
                 shutil.rmtree(final, ignore_errors=True)
                 existing = self.find_by_sha256(staged.sha256)
@@ -219,7 +237,10 @@ class LibraryService:
         return removed
 
     def delete(self, media_id: str, actor: str | None = None) -> None:
-        """Shred the item's keys first (its files become noise), then remove the files."""
+        """Shred the item's keys first (its files become noise), then remove the files.
+
+        Row, keys, playback positions and the `media_deleted` audit entry go in one transaction.
+        """
         with self._db.session() as session:
             row = session.get(MediaFile, media_id)
             if row is None:
@@ -229,10 +250,10 @@ class LibraryService:
             for position in session.exec(positions).all():
                 session.delete(position)
             session.delete(row)
+            self._audit.record_in(session, AuditEvent("media_deleted", username=actor, resource=media_id,
+                                                      details={"original_name": row.original_name}))
         self._items.pop(media_id, None)
         shutil.rmtree(self.item_dir(media_id), ignore_errors=True)
-        self._audit.record(AuditEvent("media_deleted", username=actor, resource=media_id,
-                                      details={"original_name": row.original_name}))
 
     def save_position(self, user_id: str, media_id: str, seconds: float) -> float:
         """Remember where this user stopped in this video (clamped to its length)."""

@@ -1,8 +1,11 @@
 """The persistent processing queue: which import files are waiting, being converted, done or failed.
 
-Rows survive crashes; `recover_interrupted()` puts jobs that were mid-conversion back in line. Live progress
-(percent within a stage) is kept in memory and merged into snapshots, so a progress bar does not cost a
-database write per ffmpeg tick.
+This service is the only writer of job rows. A job keeps the absolute path its file was found at and the
+import folder it was found under, so changing the import folder never strands jobs already waiting. Rows
+survive crashes; `recover_interrupted()` puts jobs that were mid-conversion back in line. A job becomes
+"done" only through `mark_committed()`, inside the library's commit transaction. Live progress (percent
+within a stage) is kept in memory and merged into snapshots, so a progress bar does not cost a database
+write per ffmpeg tick.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path, PurePath
+from typing import Any
 
-from sqlmodel import col, func, select
+from sqlalchemy import event
+from sqlmodel import Session, col, func, select
 
 from vaultserver.db import Database
 from vaultserver.db.models import ProcessingJob, utcnow
@@ -21,12 +27,14 @@ log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "processing")
 FINISHED = ("done", "duplicate", "failed", "gone")
+UNSUCCESSFUL = ("duplicate", "failed", "gone")  # "done" is only ever written by mark_committed()
 
 
 @dataclass(frozen=True)
 class JobView:
     id: str
-    source_path: str
+    path: str  # absolute: where the file was found
+    import_root: str  # the import folder it was found under
     original_name: str
     status: str
     stage: str
@@ -41,11 +49,26 @@ class JobView:
     @classmethod
     def from_row(cls, row: ProcessingJob, live: tuple[str, float] | None = None) -> JobView:
         stage, progress = live if live and row.status == "processing" else (row.stage, row.progress)
-        return cls(row.id, row.source_path, row.original_name, row.status, stage, progress, row.attempts,
-                   row.error, row.media_id, row.next_attempt_at, row.created_at, row.finished_at)
+        return cls(row.id, row.path, row.import_root, row.original_name, row.status, stage, progress,
+                   row.attempts, row.error, row.media_id, row.next_attempt_at, row.created_at,
+                   row.finished_at)
 
-    def to_dict(self) -> dict:
-        data = dict(self.__dict__)
+    @property
+    def source(self) -> Path:
+        return Path(self.path)
+
+    @property
+    def source_path(self) -> str:
+        """The file's place inside the import folder it was found in: what people are shown."""
+        found = PurePath(self.path)
+        if not found.is_relative_to(self.import_root):
+            return self.path
+        return found.relative_to(self.import_root).as_posix()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The admin API's shape: `source_path` relative to the import folder, as it always was."""
+        data = {"id": self.id, "source_path": self.source_path}
+        data.update((k, v) for k, v in self.__dict__.items() if k not in ("id", "path", "import_root"))
         for name in ("next_attempt_at", "created_at", "finished_at"):
             data[name] = data[name].isoformat() if data[name] else None
         return data
@@ -76,16 +99,19 @@ class QueueService:
         with self.changed:
             self.changed.notify_all()
 
-    def enqueue(self, source_path: str, original_name: str, size: int, mtime: float) -> str | None:
-        """Add a job unless one for this path is already waiting or running. Returns the new job id."""
+    def enqueue(self, path: Path, import_root: Path, size: int, mtime: float) -> str | None:
+        """Add a job for the file at `path`, found under `import_root`, unless one for it is already waiting
+        or running. Returns the new job id."""
+        path, import_root = path.absolute(), import_root.absolute()
         with self._db.session() as session:
             existing = session.exec(select(ProcessingJob.id).where(
-                ProcessingJob.source_path == source_path, col(ProcessingJob.status).in_(ACTIVE))).first()
+                ProcessingJob.path == str(path), col(ProcessingJob.status).in_(ACTIVE))).first()
             if existing:
                 return None
-            job = ProcessingJob(source_path=source_path, original_name=original_name, size=size, mtime=mtime)
+            job = ProcessingJob(path=str(path), import_root=str(import_root), original_name=path.name,
+                                size=size, mtime=mtime)
             session.add(job)
-        log.info("Queued %s", source_path)
+        log.info("Queued %s", path)
         self._notify()
         return job.id
 
@@ -126,7 +152,9 @@ class QueueService:
                 session.add(job)
 
     def finish(self, job_id: str, status: str, error: str | None = None, media_id: str | None = None) -> None:
-        """End a job as done/duplicate/failed/gone (done is usually written by the library's commit)."""
+        """End a job that added nothing: duplicate, failed or gone."""
+        if status not in UNSUCCESSFUL:
+            raise ValueError(f"finish() ends a job as one of {UNSUCCESSFUL}; done is mark_committed()")
         with self._db.session() as session:
             job = session.get(ProcessingJob, job_id)
             if job:
@@ -137,8 +165,20 @@ class QueueService:
         self._live.pop(job_id, None)
         self._notify()
 
-    def committed(self, job_id: str) -> None:
-        """The library marked the job done in its commit transaction; drop live progress and tell waiters."""
+    def mark_committed(self, session: Session, job_id: str, media_id: str) -> None:
+        """Mark a job done in the caller's transaction (the library's commit: row + keys + job, one commit).
+
+        Live progress is dropped and waiters are told only once that transaction has committed.
+        """
+        job = session.get(ProcessingJob, job_id)
+        if job is None:
+            return
+        job.status, job.stage, job.progress = "done", "done", 1.0
+        job.media_id, job.finished_at, job.error = media_id, utcnow(), None
+        session.add(job)
+        event.listen(session, "after_commit", lambda _session: self._committed(job_id), once=True)
+
+    def _committed(self, job_id: str) -> None:
         self._live.pop(job_id, None)
         self._notify()
 
@@ -160,7 +200,7 @@ class QueueService:
                 job.status, job.stage, job.next_attempt_at = "queued", "interrupted", utcnow()
                 session.add(job)
         for job in rows:
-            log.warning("Re-queued %s, interrupted during processing", job.source_path)
+            log.warning("Re-queued %s, interrupted during processing", job.path)
         return [JobView.from_row(r) for r in rows]
 
     def get(self, job_id: str) -> JobView | None:
