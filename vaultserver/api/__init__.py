@@ -8,6 +8,7 @@ from quart import Quart, Response, g, jsonify, request
 
 from vaultserver import __version__
 from vaultserver.api import admin, auth, errors, media, sessions, web
+from vaultserver.api.context import run
 from vaultserver.api.errors import error_response
 from vaultserver.api.gate import NetworkGate
 from vaultserver.services import Services
@@ -43,7 +44,7 @@ def create_app(services: Services) -> Quart:
         g.client_ip = address
         if gate["current"].allows(address):
             return None
-        await auth.run(
+        await run(
             services.audit.record,
             AuditEvent(
                 "network_denied",
@@ -62,7 +63,7 @@ def create_app(services: Services) -> Quart:
 
     @app.get("/api/health")
     async def health() -> Response:
-        counts = await auth.run(services.queue.counts)
+        counts = await run(services.queue.counts)
         return jsonify({"status": "ok", "version": __version__, "queue": {"active": counts.active}})
 
     for blueprint in (auth.bp, media.bp, sessions.bp, admin.bp, web.bp):
