@@ -40,9 +40,9 @@ def create_app(services: Services) -> Quart:
 
     @app.before_request
     async def network_gate() -> Response | None:
-        address = gate["current"].client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"))
+        address, allowed = gate["current"].check(request.remote_addr, request.headers.get("X-Forwarded-For"))
         g.client_ip = address
-        if gate["current"].allows(address):
+        if allowed:
             return None
         await run(
             services.audit.record,
@@ -57,8 +57,10 @@ def create_app(services: Services) -> Quart:
 
     @app.after_request
     async def security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+        # One pass over the response's headers, then one append: this runs for every segment and picture.
+        present = {name.lower() for name in response.headers.keys()}
+        response.headers.extend([(name, value) for name, value in SECURITY_HEADERS.items()
+                                 if name.lower() not in present])
         return response
 
     @app.get("/api/health")
