@@ -67,6 +67,17 @@ def _file_pieces(path: Path, start: int, end: int) -> Iterator[bytes]:
             yield piece
 
 
+def _read_whole(fd: int, size: int) -> bytes:
+    """A file's bytes through its open descriptor: usually one read() (a pipe or a short read: more)."""
+    data = os.read(fd, size)
+    if len(data) == size:
+        return data
+    pieces = [data]
+    while piece := os.read(fd, PIECE):
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
 def _not_found(media_id: str) -> NotFoundError:
     return NotFoundError("No such media item", details={"id": media_id[:64]})
 
@@ -111,12 +122,14 @@ class MediaService:
             fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFoundError("No such rendition", details={"id": media_id, "name": name}) from None
-        with os.fdopen(fd, "rb") as fh:
+        try:
             stat = os.fstat(fd)
             etag = f'"{media_id}-{name.replace("/", "-")}-{int(stat.st_mtime)}"'
             if stat.st_size <= WHOLE_PICTURE:
-                data = unseal(fh.read(), data_key, name)
+                data = unseal(_read_whole(fd, stat.st_size), data_key, name)
                 return MediaBody(len(data), etag, content_type, data=data)
+        finally:
+            os.close(fd)
         sealed = SealedFile(path, data_key)
         return MediaBody(sealed.size, etag, content_type, pieces=sealed.iter_range)
 
@@ -151,12 +164,14 @@ class MediaService:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFoundError("No such segment", details={"id": media_id, "name": f"{rung}/{segment}"}
                                 ) from None
-        with os.fdopen(fd, "rb") as fh:
+        try:
             stat = os.fstat(fd)
             etag = f'"{media_id}-{rung}-{segment}-{int(stat.st_mtime)}"'
             if stat.st_size <= WHOLE_SEGMENT:
-                data = fh.read()
+                data = _read_whole(fd, stat.st_size)
                 return MediaBody(len(data), etag, "video/mp2t", data=data)
+        finally:
+            os.close(fd)
         return MediaBody(stat.st_size, etag, "video/mp2t",
                          pieces=lambda start, end: _file_pieces(path, start, end))
 
