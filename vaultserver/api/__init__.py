@@ -8,6 +8,7 @@ from quart import Quart, Response, g, jsonify, request
 
 from vaultserver import __version__
 from vaultserver.api import admin, auth, errors, media, sessions, web
+from vaultserver.api.context import run
 from vaultserver.api.errors import error_response
 from vaultserver.api.gate import NetworkGate
 from vaultserver.services import Services
@@ -39,11 +40,11 @@ def create_app(services: Services) -> Quart:
 
     @app.before_request
     async def network_gate() -> Response | None:
-        address = gate["current"].client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"))
+        address, allowed = gate["current"].check(request.remote_addr, request.headers.get("X-Forwarded-For"))
         g.client_ip = address
-        if gate["current"].allows(address):
+        if allowed:
             return None
-        await auth.run(
+        await run(
             services.audit.record,
             AuditEvent(
                 "network_denied",
@@ -56,13 +57,15 @@ def create_app(services: Services) -> Quart:
 
     @app.after_request
     async def security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+        # One pass over the response's headers, then one append: this runs for every segment and picture.
+        present = {name.lower() for name in response.headers.keys()}
+        response.headers.extend([(name, value) for name, value in SECURITY_HEADERS.items()
+                                 if name.lower() not in present])
         return response
 
     @app.get("/api/health")
     async def health() -> Response:
-        counts = await auth.run(services.queue.counts)
+        counts = await run(services.queue.counts)
         return jsonify({"status": "ok", "version": __version__, "queue": {"active": counts.active}})
 
     for blueprint in (auth.bp, media.bp, sessions.bp, admin.bp, web.bp):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, g, jsonify, request
 
-from vaultserver.api.auth import _json, _text, require_auth, run, services
+from vaultserver.api.context import json_body, require_auth, run, services, text_field
 from vaultserver.errors import ValidationError
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -19,12 +19,12 @@ async def users() -> Response:
 @bp.post("/users")
 @require_auth(admin=True)
 async def create_user() -> Response:
-    body = await _json()
+    body = await json_body()
     role = body.get("role", "viewer")
     user = await run(
         services().users.create,
-        _text(body, "username", limit=64),
-        _text(body, "password", limit=1024),
+        text_field(body, "username", limit=64),
+        text_field(body, "password", limit=1024),
         role if isinstance(role, str) else "",
         g.principal.username,
     )
@@ -34,7 +34,7 @@ async def create_user() -> Response:
 @bp.patch("/users/<user_id>")
 @require_auth(admin=True)
 async def update_user(user_id: str) -> Response:
-    body = await _json()
+    body = await json_body()
     changes = {k: body[k] for k in ("password", "role", "is_active") if k in body}
     if "is_active" in changes and not isinstance(changes["is_active"], bool):
         raise ValidationError("'is_active' must be true or false", details={"field": "is_active"})
@@ -105,7 +105,7 @@ async def get_settings() -> Response:
 @bp.patch("/settings")
 @require_auth(admin=True)
 async def change_settings() -> Response:
-    body = await _json()
+    body = await json_body()
     updated = await run(services().settings.update, **body)
     return jsonify({"settings": updated.model_dump()})
 

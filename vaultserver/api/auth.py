@@ -1,76 +1,28 @@
-"""Sign-in, refresh, sign-out, "who am I" — and the request guards every other blueprint uses.
-
-Tokens come in an `Authorization: Bearer` header (API clients) or in HttpOnly cookies (the browser, so that
-hls.js and Safari's native player can fetch keys). A state change authorised by a cookie must come from the
-same origin (CSRF).
+"""Sign-in, refresh, sign-out and "who am I". The request plumbing they share with every other blueprint
+(services, the session check, JSON bodies) lives in api/context.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from functools import wraps
 from typing import Any
-from urllib.parse import urlsplit
 
-from quart import Blueprint, Response, current_app, g, jsonify, request
+from quart import Blueprint, Response, g, jsonify, request
 
-from vaultserver.errors import ValidationError, VaultError
-from vaultserver.services import Services
+from vaultserver.api.context import (
+    ACCESS_COOKIE,
+    REFRESH_COOKIE,
+    client_ip,
+    json_body,
+    require_auth,
+    run,
+    same_origin,
+    services,
+    text_field,
+)
+from vaultserver.errors import VaultError
 from vaultserver.services.sessions import ACCESS_TTL, REFRESH_TTL, AuthError, Principal, Tokens
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
-ACCESS_COOKIE, REFRESH_COOKIE = "vault_access", "vault_refresh"
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-
-
-def services() -> Services:
-    return current_app.config["VAULT_SERVICES"]
-
-
-async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Services are synchronous (SQLite, bcrypt): run them off the event loop."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-def client_ip() -> str:
-    return str(g.client_ip) if getattr(g, "client_ip", None) else (request.remote_addr or "")
-
-
-def _same_origin() -> bool:
-    origin = request.headers.get("Origin") or request.headers.get("Referer")
-    if not origin:
-        return False
-    return urlsplit(origin).netloc.lower() == (request.host or "").lower()
-
-
-async def principal() -> Principal:
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        token, by_cookie = header[7:].strip(), False
-    else:
-        token, by_cookie = request.cookies.get(ACCESS_COOKIE, ""), True
-    if not token:
-        raise AuthError("Sign in first", code="AUTH_002")
-    if by_cookie and request.method not in SAFE_METHODS and not _same_origin():
-        raise VaultError("Cross-site request refused", code="SEC_002", status=403)
-    who = await run(services().sessions.authenticate, token)
-    g.principal = who
-    return who
-
-
-def require_auth(admin: bool = False) -> Callable:
-    def decorate(view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        @wraps(view)
-        async def guarded(*args: Any, **kwargs: Any) -> Any:
-            who = await principal()
-            if admin and not who.is_admin:
-                raise VaultError("Administrators only", code="AUTH_004", status=403)
-            return await view(*args, **kwargs)
-
-        return guarded
-
-    return decorate
 
 
 def _token_response(tokens: Tokens, body: dict[str, Any]) -> Response:
@@ -94,33 +46,17 @@ def _token_body(tokens: Tokens) -> dict[str, Any]:
     }
 
 
-async def _json() -> dict[str, Any]:
-    body = await request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ValidationError("Send a JSON object")
-    return body
-
-
-def _text(body: dict[str, Any], name: str, required: bool = True, limit: int = 256) -> str:
-    value = body.get(name, "")
-    if not isinstance(value, str) or (required and not value) or len(value) > limit:
-        raise ValidationError(
-            f"'{name}' must be a non-empty string of at most {limit} characters", details={"field": name}
-        )
-    return value
-
-
 @bp.post("/login")
 async def login() -> Response:
-    body = await _json()
-    username, password = _text(body, "username", limit=64), _text(body, "password", limit=1024)
+    body = await json_body()
+    username, password = text_field(body, "username", limit=64), text_field(body, "password", limit=1024)
     s = services()
     user = await run(s.users.authenticate, username, password, client_ip())
     tokens = await run(
         s.sessions.create,
         user,
-        device_name=_text(body, "device_name", False, 128),
-        device_type=_text(body, "device_type", False, 32),
+        device_name=text_field(body, "device_name", False, 128),
+        device_type=text_field(body, "device_type", False, 32),
         ip=client_ip(),
         user_agent=request.headers.get("User-Agent", ""),
     )
@@ -133,7 +69,7 @@ async def refresh() -> Response:
     token = body.get("refresh_token") if isinstance(body, dict) else None
     if not token:
         token = request.cookies.get(REFRESH_COOKIE, "")
-        if token and not _same_origin():
+        if token and not same_origin():
             raise VaultError("Cross-site request refused", code="SEC_002", status=403)
     if not isinstance(token, str) or not token:
         raise AuthError("No refresh token", code="AUTH_002")

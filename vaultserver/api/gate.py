@@ -39,9 +39,27 @@ def local_networks() -> list[Network]:
     return found
 
 
+DECISIONS = 1024  # distinct (peer, X-Forwarded-For) pairs remembered; a home has a handful
+
+
 class NetworkGate:
+    """One gate per version of the settings (a change builds a new one), so its answers can be kept."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._decisions: dict[tuple[str | None, str | None], tuple[Address | None, bool]] = {}
+
+    def check(self, peer: str | None, forwarded_for: str | None) -> tuple[Address | None, bool]:
+        """(the client's address, whether it may come in), worked out once per peer and header."""
+        key = (peer, forwarded_for)
+        decision = self._decisions.get(key)
+        if decision is None:
+            address = self.client_ip(peer, forwarded_for)
+            decision = (address, self.allows(address))
+            if len(self._decisions) >= DECISIONS:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
 
     @cached_property
     def networks(self) -> list[Network]:

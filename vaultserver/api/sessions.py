@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, g, jsonify
 
-from vaultserver.api.auth import require_auth, run, services
+from vaultserver.api.context import require_auth, run, services
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/sessions")
 

@@ -41,6 +41,39 @@ def _nonce(index: int, last: bool) -> bytes:
     return struct.pack(">7xIB", index, 1 if last else 0)
 
 
+def _layout(header: bytes, file_size: int, name: str, data_key: bytes) -> tuple[int, AESGCM, int, int]:
+    """(chunk size, the file's AEAD, chunk count, plaintext size) from a sealed file's header and size."""
+    if len(header) < HEADER_SIZE:
+        raise IntegrityError("Encrypted file is truncated", details={"file": name})
+    magic, version, chunk_size = HEADER.unpack(header[: HEADER.size])
+    if magic != MAGIC or version != VERSION or chunk_size <= 0:
+        raise IntegrityError("Not a Vault encrypted file", details={"file": name})
+    body = file_size - HEADER_SIZE
+    chunks = max(1, -(-body // (chunk_size + TAG)))
+    size = body - chunks * TAG
+    if size < 0:
+        raise IntegrityError("Encrypted file is truncated", details={"file": name})
+    return chunk_size, _subkey(data_key, header[HEADER.size:]), chunks, size
+
+
+def _open(aead: AESGCM, header: bytes, index: int, chunks: int, data: bytes, name: str) -> bytes:
+    try:
+        return aead.decrypt(_nonce(index, index == chunks - 1), data, header)
+    except InvalidTag as exc:
+        raise IntegrityError("Encrypted file failed its integrity check (tampered or truncated)",
+                             details={"file": name, "chunk": index}) from exc
+
+
+def unseal(sealed: bytes, data_key: bytes, name: str = "") -> bytes:
+    """A whole sealed file, already read into memory, decrypted (small files: one read, no re-opening)."""
+    header = sealed[:HEADER_SIZE]
+    chunk_size, aead, chunks, _size = _layout(header, len(sealed), name, data_key)
+    step = chunk_size + TAG
+    view = memoryview(sealed)
+    return b"".join(_open(aead, header, index, chunks, view[HEADER_SIZE + index * step:][:step], name)
+                    for index in range(chunks))
+
+
 class EncryptingWriter:
     """A write-only file object: plaintext in, sealed chunks out. Call `close()` to seal the last chunk."""
 
@@ -94,30 +127,14 @@ class SealedFile:
         self._file_size = path.stat().st_size
         with open(path, "rb") as fh:
             header = fh.read(HEADER_SIZE)
-        if len(header) < HEADER_SIZE:
-            raise IntegrityError("Encrypted file is truncated", details={"file": path.name})
-        magic, version, chunk_size = HEADER.unpack(header[: HEADER.size])
-        if magic != MAGIC or version != VERSION or chunk_size <= 0:
-            raise IntegrityError("Not a Vault encrypted file", details={"file": path.name})
         self._header = header
-        self._chunk_size = chunk_size
-        self._aead = _subkey(data_key, header[HEADER.size:])
-        body = self._file_size - HEADER_SIZE
-        sealed_chunk = chunk_size + TAG
-        self._chunks = max(1, -(-body // sealed_chunk))
-        self.size = body - self._chunks * TAG
-        if self.size < 0:
-            raise IntegrityError("Encrypted file is truncated", details={"file": path.name})
+        self._chunk_size, self._aead, self._chunks, self.size = _layout(header, self._file_size, path.name,
+                                                                         data_key)
 
     def _open_chunk(self, fh: BinaryIO, index: int) -> bytes:
         sealed = self._chunk_size + TAG
         fh.seek(HEADER_SIZE + index * sealed)
-        data = fh.read(sealed)
-        try:
-            return self._aead.decrypt(_nonce(index, index == self._chunks - 1), data, self._header)
-        except InvalidTag as exc:
-            raise IntegrityError("Encrypted file failed its integrity check (tampered or truncated)",
-                                 details={"file": self.path.name, "chunk": index}) from exc
+        return _open(self._aead, self._header, index, self._chunks, fh.read(sealed), self.path.name)
 
     def iter_range(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Plaintext bytes [start, end) in chunk-sized pieces; memory use is one chunk whatever the size."""

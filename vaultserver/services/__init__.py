@@ -11,6 +11,7 @@ from vaultserver.db import Database, open_database
 from vaultserver.services.audit import AuditService
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
+from vaultserver.services.media import MediaService
 from vaultserver.services.queue import QueueService
 from vaultserver.services.sessions import Principal, SessionService, load_signing_secret
 from vaultserver.services.settings import SettingsService
@@ -28,6 +29,7 @@ class Services:
     queue: QueueService
     users: UserService
     sessions: SessionService
+    media: MediaService  # what the media routes read: the one door, where the access rule will live
 
     def close(self) -> None:
         self.db.dispose()
@@ -52,4 +54,5 @@ def open_services(paths: AppPaths) -> Services:
     queue = QueueService(db)
     library = LibraryService(paths, db, keys, audit, queue)
     sessions = SessionService(db, audit, settings, load_signing_secret(paths.private / "jwt.secret"))
-    return Services(paths, db, settings, audit, keys, library, queue, UserService(db, audit), sessions)
+    return Services(paths, db, settings, audit, keys, library, queue, UserService(db, audit), sessions,
+                    MediaService(paths, library, keys, audit))

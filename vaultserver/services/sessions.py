@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 ACCESS_TTL = timedelta(minutes=15)
 REFRESH_TTL = timedelta(days=7)
 ACTIVITY_WRITE_INTERVAL = 60.0
+VERIFIED_TOKENS = 4096  # access tokens whose signature was already checked (a player sends one repeatedly)
 ALGORITHM = "HS256"
 
 
@@ -128,6 +129,7 @@ class SessionService:
         self._secret = secret
         self.clock = clock
         self._activity_written: dict[str, float] = {}
+        self._verified: dict[str, dict] = {}
         self._lock = threading.Lock()
 
     # --- tokens --------------------------------------------------------------------------------------
@@ -145,6 +147,18 @@ class SessionService:
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def decode(self, token: str) -> dict:
+        """The token's claims. A signature is checked once per token; expiry is checked on every call."""
+        claims = self._verified.get(token)
+        if claims is not None and claims["exp"] > time.time():
+            return claims
+        claims = self._verify(token)
+        with self._lock:
+            if len(self._verified) >= VERIFIED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> dict:
         try:
             return jwt.decode(
                 token,

@@ -1,0 +1,185 @@
+"""What a signed-in person may read from the library: the one door every media route goes through.
+
+Each method answers one route in one call, on one worker thread: it checks the id once, finds the item,
+then stats, opens and (for files up to a few MB) reads and decrypts the file it names. Every method takes
+the `Principal` asking, so that the per-user access rule has one place to live; today every signed-in
+person sees the whole library. An id that is malformed, unknown or aims outside the library is the same
+404 (MEDIA_001) as a file that is not there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaultserver.config import AppPaths
+from vaultserver.crypto.container import SealedFile, unseal
+from vaultserver.errors import NotFoundError
+from vaultserver.services.audit import AuditEvent, AuditService
+from vaultserver.services.keys import KeyService
+from vaultserver.services.library import (
+    HLS_DIR,
+    IMAGE_FILE,
+    MASTER_PLAYLIST,
+    POSTER_FILE,
+    PREVIEW_FILE,
+    THUMB_FILE,
+    LibraryService,
+    MediaItem,
+    Page,
+)
+from vaultserver.services.sessions import Principal
+
+_ID = re.compile(r"[0-9a-f]{32}")
+_RUNG = re.compile(r"[0-9]{2,4}p")
+_SEGMENT = re.compile(r"seg_[0-9]{5}\.ts")
+PIECE = 256 * 1024
+WHOLE_PICTURE = 1024 * 1024  # decrypted in the service's trip; larger pictures stream in pieces
+WHOLE_SEGMENT = 8 * 1024 * 1024  # a 10 s segment of the top rung is ~2-8 MB: read in the service's trip
+# Which stored file each picture route serves: (for a video, for a photo).
+PICTURES = {"thumbnail": (THUMB_FILE, THUMB_FILE), "preview": (PREVIEW_FILE, THUMB_FILE),
+            "poster": (POSTER_FILE, IMAGE_FILE)}
+
+
+@dataclass(frozen=True)
+class MediaBody:
+    """One file as a route sends it: `data` holds the whole body, or `pieces(start, end)` streams it."""
+
+    size: int
+    etag: str
+    content_type: str
+    data: bytes | None = None
+    pieces: Callable[[int, int], Iterator[bytes]] | None = None
+
+
+def _file_pieces(path: Path, start: int, end: int) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            piece = fh.read(min(PIECE, remaining))
+            if not piece:
+                return
+            remaining -= len(piece)
+            yield piece
+
+
+def _read_whole(fd: int, size: int) -> bytes:
+    """A file's bytes through its open descriptor: usually one read() (a pipe or a short read: more)."""
+    data = os.read(fd, size)
+    if len(data) == size:
+        return data
+    pieces = [data]
+    while piece := os.read(fd, PIECE):
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _not_found(media_id: str) -> NotFoundError:
+    return NotFoundError("No such media item", details={"id": media_id[:64]})
+
+
+class MediaService:
+    def __init__(self, paths: AppPaths, library: LibraryService, keys: KeyService, audit: AuditService
+                 ) -> None:
+        self._library_root = paths.library
+        self._library = library
+        self._keys = keys
+        self._audit = audit
+
+    def _item(self, who: Principal, media_id: str) -> MediaItem:
+        """The one id check: hex ids only (nothing else can name a path), then the item itself."""
+        if not _ID.fullmatch(media_id):
+            raise _not_found(media_id)
+        return self._library.get(media_id)
+
+    # --- listing and details -------------------------------------------------------------------------
+
+    def listing(self, who: Principal, *, media_type: str | None = None, q: str | None = None,
+                sort: str = "created_at", order: str = "desc", page: int = 1, limit: int = 50) -> Page:
+        """A page of the library: filtered by type and name, sorted, paged."""
+        return self._library.list(media_type=media_type, q=q, sort=sort, order=order, page=page, limit=limit)
+
+    def details(self, who: Principal, media_id: str) -> tuple[MediaItem, float]:
+        """An item and where this person stopped watching it."""
+        item = self._item(who, media_id)
+        return item, self._library.position(who.user_id, media_id)
+
+    def save_position(self, who: Principal, media_id: str, seconds: float) -> float:
+        self._item(who, media_id)
+        return self._library.save_position(who.user_id, media_id, seconds)
+
+    # --- files ---------------------------------------------------------------------------------------
+
+    def _sealed(self, media_id: str, name: str, content_type: str = "image/webp") -> MediaBody:
+        """An at-rest file: small ones read and decrypted here in one read, larger ones streamed later."""
+        path = self._library_root / media_id / name
+        data_key = self._keys.data_key(self._keys.key_id(media_id, "file"))
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFoundError("No such rendition", details={"id": media_id, "name": name}) from None
+        try:
+            stat = os.fstat(fd)
+            etag = f'"{media_id}-{name.replace("/", "-")}-{int(stat.st_mtime)}"'
+            if stat.st_size <= WHOLE_PICTURE:
+                data = unseal(_read_whole(fd, stat.st_size), data_key, name)
+                return MediaBody(len(data), etag, content_type, data=data)
+        finally:
+            os.close(fd)
+        sealed = SealedFile(path, data_key)
+        return MediaBody(sealed.size, etag, content_type, pieces=sealed.iter_range)
+
+    def picture(self, who: Principal, media_id: str, kind: str) -> MediaBody:
+        """`kind` is thumbnail, preview or poster: a video's own picture, or the photo's stand-in."""
+        item = self._item(who, media_id)
+        for_video, for_photo = PICTURES[kind]
+        return self._sealed(media_id, for_video if item.type == "video" else for_photo)
+
+    def stream(self, who: Principal, media_id: str) -> MediaBody | str:
+        """A photo's WebP, or a video's master playlist as stored (variant URIs relative to it)."""
+        item = self._item(who, media_id)
+        if item.type == "image":
+            return self._sealed(media_id, IMAGE_FILE)
+        return self._library.read(media_id, MASTER_PLAYLIST).decode()
+
+    def variant(self, who: Principal, media_id: str, rung: str) -> str:
+        """One rendition's playlist as stored (its key URI still `vault-key:<id>`)."""
+        if not _RUNG.fullmatch(rung):
+            raise NotFoundError("No such rendition", details={"rendition": rung[:16]})
+        self._item(who, media_id)
+        return self._library.read(media_id, f"{HLS_DIR}/{rung}/index.m3u8.vlt").decode()
+
+    def segment(self, who: Principal, media_id: str, rung: str, segment: str) -> MediaBody:
+        """An HLS segment as stored (already AES-128): stat and read on one open file."""
+        self._item(who, media_id)
+        if not (_RUNG.fullmatch(rung) and _SEGMENT.fullmatch(segment)):
+            raise NotFoundError("No such segment", details={"id": media_id, "name": f"{rung}/{segment}"})
+        path = self._library_root / media_id / HLS_DIR / rung / segment
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFoundError("No such segment", details={"id": media_id, "name": f"{rung}/{segment}"}
+                                ) from None
+        try:
+            stat = os.fstat(fd)
+            etag = f'"{media_id}-{rung}-{segment}-{int(stat.st_mtime)}"'
+            if stat.st_size <= WHOLE_SEGMENT:
+                data = _read_whole(fd, stat.st_size)
+                return MediaBody(len(data), etag, "video/mp2t", data=data)
+        finally:
+            os.close(fd)
+        return MediaBody(stat.st_size, etag, "video/mp2t",
+                         pieces=lambda start, end: _file_pieces(path, start, end))
+
+    def hls_key(self, who: Principal, key_id: str, ip: str) -> bytes:
+        """A video's 16-byte HLS key, and the audit entry saying who fetched it from where."""
+        if not _ID.fullmatch(key_id):
+            raise _not_found(key_id)
+        data = self._keys.hls_key(key_id)
+        self._audit.record(AuditEvent("key_fetch", user_id=who.user_id, username=who.username,
+                                      session_id=who.session_id, ip_address=ip, resource=key_id))
+        return data
