@@ -27,8 +27,8 @@ class VaultServer:
         self.port = 0
         self.peak_rss = 0  # bytes
         self._stop = threading.Event()
-        self.proc: subprocess.Popen | None = None
-        self.client: HttpsClient | None = None
+        self.proc: subprocess.Popen[str]
+        self.client: HttpsClient
 
     def __enter__(self) -> VaultServer:
         cmd = [sys.executable, "-m", "vaultserver.cli", "--data-dir", str(self.data), "serve",
@@ -36,7 +36,9 @@ class VaultServer:
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
                                          text=True, env={**os.environ, **VAULT_ENV})
-        for line in self.proc.stdout:  # "Vault is serving https://localhost:PORT/ ..."
+        output = self.proc.stdout
+        assert output is not None  # stdout=PIPE
+        for line in output:  # "Vault is serving https://localhost:PORT/ ..."
             if found := _SERVING.search(line):
                 self.port = int(found[1])
                 break
@@ -45,7 +47,7 @@ class VaultServer:
             raise RuntimeError(f"vaultserver serve did not start:\n{self.log.read_text()[-3000:]}")
         # The name is not checked: we connect by address (127.0.0.1).
         self.client = HttpsClient(self.port, self.ca, check_hostname=False)
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # keep the pipe drained
+        threading.Thread(target=output.read, daemon=True).start()  # keep the pipe drained
         threading.Thread(target=self._sample, daemon=True).start()
         return self
 

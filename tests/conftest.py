@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -32,7 +33,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["VAULT_KEYSTORE"] = "file"
 
 # mDNS off: test servers must not announce themselves on the machine's real network.
-FAST_SETTINGS = {"stable_seconds": 0.0, "retry_backoff_seconds": 0.05, "workers": 2, "mdns_enabled": False}
+FAST_SETTINGS: dict[str, Any] = {"stable_seconds": 0.0, "retry_backoff_seconds": 0.05, "workers": 2,
+                                 "mdns_enabled": False}
 
 
 @pytest.fixture(scope="session")

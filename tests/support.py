@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from quart import Quart
+from quart.testing import QuartClient
 
 from vaultserver import hls
 from vaultserver.https_client import HttpsClient, Reply
@@ -68,6 +69,7 @@ def play_hls(services: Services, media_id: str, workdir: Path, ffmpeg: str,
     rung_name = uri.split("/")[0]
     text = library.read(media_id, f"{HLS_DIR}/{rung_name}/index.m3u8.vlt").decode()
     key_id = hls.segments(text)[0].key_id
+    assert key_id, "the rendition is not encrypted"
     workdir.mkdir(parents=True, exist_ok=True)
     key_file = workdir / "key.bin"
     key_file.write_bytes(services.keys.data_key(key_id))
@@ -127,13 +129,13 @@ class InProcessApp:
     async def _send(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
                     peer: str) -> Reply:
         route, mark, query = path.partition("?")
-        response = await self.app.test_client().open(
+        response = await QuartClient(self.app).open(
             unquote(route) + mark + query, method=method, headers=headers, data=body, scheme="https",
             scope_base={"client": (peer, 50000)})
         message = http.client.HTTPMessage()
         for name, value in response.headers.items():
             message[name] = value  # adds, so repeated headers (Set-Cookie) all stay
-        return Reply(response.status_code, message, await response.get_data())
+        return Reply(response.status_code, message, await response.get_data(as_text=False))
 
     def close(self) -> None:
         self.loop.run_until_complete(self.loop.shutdown_default_executor())
