@@ -26,8 +26,9 @@ bench: $(STAMP)
 app: $(STAMP)  # Vault.app on macOS, dist/Vault/ elsewhere (PyInstaller, build_app.spec), then its self-check
 	$(BIN)/python packaging/build.py
 
-lint: $(STAMP)
+lint: $(STAMP)  # ruff, then mypy (strict on vaultserver/services and vaultserver/api; see pyproject.toml)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 migration: $(STAMP)
 	$(BIN)/python -c "import os, sys, tempfile; from alembic import command; \

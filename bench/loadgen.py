@@ -82,15 +82,19 @@ def _wrk(url: str, headers: dict[str, str], connections: int, seconds: float, bo
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
     def ms(label: str) -> float:
-        value, unit = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\b", out, re.M).groups()
+        found = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\b", out, re.M)
+        assert found, f"wrk printed no {label} latency"
+        value, unit = found.groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    per_second = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert done and per_second, f"wrk printed no totals: {out[-500:]}"
     requests, elapsed = int(done[1]), float(done[2]) * (60 if done[3] == "m" else 1)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non_2xx[1]) if non_2xx else 0) + (sum(int(n) for n in sock.groups()) if sock else 0)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+    rps = float(per_second[1])
     return Load("wrk", connections, elapsed, requests, errors, rps, rps * body_bytes / MB, ms("50%"), None,
                 ms("99%"))
 

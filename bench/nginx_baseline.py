@@ -67,7 +67,7 @@ class Nginx:
     def __init__(self, root: Path, tls: TlsFiles, files: dict[str, bytes | Path]) -> None:
         self.root, self.tls, self.files = root, tls, files
         self.port = 0
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes]
 
     def url(self, name: str) -> str:
         return f"https://127.0.0.1:{self.port}/{name}"
@@ -92,7 +92,7 @@ class Nginx:
         self.port = _free_port()
         conf = self.root / "nginx.conf"
         conf.write_text(CONF.format(root=self.root, port=self.port))
-        self.proc = subprocess.Popen([binary(), "-c", str(conf), "-p", str(self.root), "-e",
+        self.proc = subprocess.Popen([binary() or "nginx", "-c", str(conf), "-p", str(self.root), "-e",
                                       str(self.root / "error.log")], stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -56,7 +56,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
     return status, len(await reader.read())
 
 
-async def _open(url: str, context: ssl.SSLContext) -> tuple:
+async def _open(url: str, context: ssl.SSLContext) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     parts = urlsplit(url)
     return await asyncio.open_connection(parts.hostname, parts.port, ssl=context, server_hostname="localhost",
                                          limit=1 << 20)

@@ -6,11 +6,9 @@ mark (VmHWM). CPU seconds (user + sys, all threads) come from /proc/<pid>/stat.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
-import ssl
 import subprocess
 import sys
 import threading
@@ -18,15 +16,9 @@ from pathlib import Path
 
 from bench.runner import cpu_seconds, stop
 from bench.serve_setup import PASSWORD, USER, VAULT_ENV
+from vaultserver.https_client import HttpsClient
 
 _SERVING = re.compile(r"https://localhost:(\d+)/")
-
-
-def client_context(cafile: Path) -> ssl.SSLContext:
-    """Trusts Vault's CA; the name is not checked, since we connect by address (127.0.0.1)."""
-    context = ssl.create_default_context(cafile=str(cafile))
-    context.check_hostname = False
-    return context
 
 
 class VaultServer:
@@ -35,7 +27,8 @@ class VaultServer:
         self.port = 0
         self.peak_rss = 0  # bytes
         self._stop = threading.Event()
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[str]
+        self.client: HttpsClient
 
     def __enter__(self) -> VaultServer:
         cmd = [sys.executable, "-m", "vaultserver.cli", "--data-dir", str(self.data), "serve",
@@ -43,14 +36,18 @@ class VaultServer:
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
                                          text=True, env={**os.environ, **VAULT_ENV})
-        for line in self.proc.stdout:  # "Vault is serving https://localhost:PORT/ ..."
+        output = self.proc.stdout
+        assert output is not None  # stdout=PIPE
+        for line in output:  # "Vault is serving https://localhost:PORT/ ..."
             if found := _SERVING.search(line):
                 self.port = int(found[1])
                 break
         if not self.port:
             self.proc.wait(10)
             raise RuntimeError(f"vaultserver serve did not start:\n{self.log.read_text()[-3000:]}")
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # keep the pipe drained
+        # The name is not checked: we connect by address (127.0.0.1).
+        self.client = HttpsClient(self.port, self.ca, check_hostname=False)
+        threading.Thread(target=output.read, daemon=True).start()  # keep the pipe drained
         threading.Thread(target=self._sample, daemon=True).start()
         return self
 
@@ -74,17 +71,8 @@ class VaultServer:
 
     def request(self, method: str, path: str, body: dict | None = None, token: str | None = None
                 ) -> tuple[int, bytes]:
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=client_context(self.ca),
-                                           timeout=30)
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        try:
-            conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
+        reply = self.client.request(method, path, body, token=token or "")
+        return reply.status, reply.body
 
     def login(self) -> str:
         status, body = self.request("POST", "/api/auth/login", {"username": USER, "password": PASSWORD,

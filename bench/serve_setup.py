@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from PIL import Image
+from sqlmodel import SQLModel
 
 from bench.inputs import WORK, synthetic_photo
 from vaultserver.config import AppPaths, Settings, save_settings
@@ -114,7 +115,7 @@ def add_rows(database: Path, count: int) -> None:
                 "camera_make": "VaultBench", "camera_model": "Synthetic", "status": "ready",
                 "renditions": "[]", "has_original": 0, "created_at": created, "updated_at": created}
 
-    columns = [c.name for c in MediaFile.__table__.columns]
+    columns = [c.name for c in SQLModel.metadata.tables[MediaFile.__tablename__].columns]
     names = [c for c in columns if c in row(0)]
     sql = f"INSERT INTO {MediaFile.__tablename__} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
     with closing(sqlite3.connect(database)) as db, db:

@@ -24,6 +24,7 @@ import time
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from bench import loadgen, nginx_baseline
@@ -42,7 +43,7 @@ TARGETS = {"segment_vs_nginx": 0.7, "segment_mb_s": 125.0, "segment_p99_ms": 150
 
 def _get(url: str) -> tuple[int, bytes]:
     parts = urlsplit(url)
-    conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=30,
+    conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=30,
                                        context=ssl._create_unverified_context())  # a copied certificate
     try:
         conn.request("GET", parts.path)
@@ -69,7 +70,7 @@ def _start_vault(stack: ExitStack, data: ServeData, tmp: Path) -> tuple[VaultSer
 
 
 def _start_nginx(stack: ExitStack, data: ServeData) -> nginx_baseline.Nginx:
-    files = {"seg.ts": data.segment, "thumb.webp": data.thumbnail}
+    files: dict[str, bytes | Path] = {"seg.ts": data.segment, "thumb.webp": data.thumbnail}
     root = Path(tempfile.mkdtemp(prefix="nginx-", dir=WORK))  # WORK is world-searchable
     stack.callback(shutil.rmtree, root, ignore_errors=True)
     nginx = stack.enter_context(nginx_baseline.Nginx(root, data.tls, files))
@@ -90,14 +91,15 @@ def _measure(data: ServeData, tmp: Path, client: str, seconds: float, processes:
     with ExitStack() as stack:
         server, token = _start_vault(stack, data, tmp)
         nginx = _start_nginx(stack, data) if with_nginx else None
-        load = {"connections": CONNECTIONS, "seconds": seconds, "client": client, "processes": processes}
-        on_vault = {"token": token, "cafile": str(data.tls.ca), "cpu": server.cpu}
+        load: dict[str, Any] = {"connections": CONNECTIONS, "seconds": seconds, "client": client,
+                                "processes": processes}
+        on_vault: dict[str, Any] = {"token": token, "cafile": str(data.tls.ca), "cpu": server.cpu}
         for key, vault_path, nginx_name, size in (
                 ("segment", data.segment_url, "seg.ts", data.segment.stat().st_size),
                 ("thumbnail", data.thumbnail_url, "thumb.webp", len(data.thumbnail))):
             print(f"  Vault: {key} ...", flush=True)
             vault[key] = loadgen.measure(server.base + vault_path, **on_vault, **load, body_bytes=size)
-            if nginx:
+            if nginx and nginx_out is not None:
                 print(f"  nginx: {key} ...", flush=True)
                 nginx_out[key] = loadgen.measure(nginx.url(nginx_name), **load, body_bytes=size,
                                                  cpu=nginx.cpu)

@@ -1,28 +1,40 @@
-"""Real things on a temp dir: paths, services, a pipeline, and media generated once per run by real ffmpeg."""
+"""Real things on a temp dir: paths, services, the API in process or on a real HTTPS server, a pipeline, and
+media generated once per run by real ffmpeg.
+
+Rule tests (sign-in, sessions, the gate, bad ids) drive the real Quart app in process (`client`,
+`make_app_client`, `make_user`): the same app, services and SQLite as in production, minus TLS and the
+pipeline. Tests about TLS, streaming to players and the runtime start a real server (`server`, `make_client`).
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
+from tests.support import Account, AppClient, InProcessApp
 from vaultserver.config import AppPaths, Settings, save_settings
 from vaultserver.ffmpeg import ffmpeg as find_ffmpeg
 from vaultserver.pipeline import Pipeline
 from vaultserver.services import Services, open_services
+from vaultserver.services.library import MediaItem
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # The OS keychain is the one true outer boundary: tests use the file key store unless they mock keyring.
 os.environ["VAULT_KEYSTORE"] = "file"
 
 # mDNS off: test servers must not announce themselves on the machine's real network.
-FAST_SETTINGS = {"stable_seconds": 0.0, "retry_backoff_seconds": 0.05, "workers": 2, "mdns_enabled": False}
+FAST_SETTINGS: dict[str, Any] = {"stable_seconds": 0.0, "retry_backoff_seconds": 0.05, "workers": 2,
+                                 "mdns_enabled": False}
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +87,43 @@ def run_pipeline(services: Services):
 
 OWNER, OWNER_PASSWORD = "owner", "Own3r!pass"
 VIEWER, VIEWER_PASSWORD = "viewer", "View3r!pass"
+PASSWORD = "Test!pass99"  # meets the password policy
+
+
+@pytest.fixture
+def make_user(services: Services) -> Callable[..., Account]:
+    """Create an account: `make_user(role="admin")`; names are unique unless given."""
+    numbers = itertools.count(1)
+
+    def make(role: str = "viewer", password: str = PASSWORD, username: str | None = None) -> Account:
+        user = services.users.create(username or f"{role}{next(numbers)}", password, role)
+        return Account(user.id, user.username, password, user.role)
+    return make
+
+
+@pytest.fixture
+def app(services: Services):
+    """The real Quart app over `services` (real SQLite on a temp dir); no server, no pipeline."""
+    from vaultserver.api import create_app
+
+    return create_app(services)
+
+
+@pytest.fixture
+def make_app_client(app) -> Iterator[Callable[..., AppClient]]:
+    """Clients of the in-process app; `peer` is the address the network gate sees."""
+    running = InProcessApp(app)
+
+    def make(peer: str = "127.0.0.1") -> AppClient:
+        return AppClient(running, peer)
+    yield make
+    running.close()
+
+
+@pytest.fixture
+def client(make_app_client) -> AppClient:
+    """A client of the in-process app from this machine (127.0.0.1)."""
+    return make_app_client()
 
 
 def start_server(paths: AppPaths, services: Services):
@@ -194,11 +243,33 @@ def media(tmp_path_factory: pytest.TempPathFactory, ffmpeg_bin: str) -> MediaFac
     return MediaFactory(tmp_path_factory.mktemp("media"), ffmpeg_bin)
 
 
-@pytest.fixture
-def stocked(server, services, media):
-    """The running server with one photo and one video in its library."""
-    imports = services.settings.current.import_path(services.paths)
+@dataclass
+class Library:
+    """A data folder holding one photo ("api.jpg") and one 3 s video ("clip.mp4"), converted once per run.
+
+    Shared by every test that asks for it: tests may add accounts (`make_user`) and sessions, but must not
+    change its settings or its items.
+    """
+
+    paths: AppPaths
+    services: Services
+    items: dict[str, MediaItem]  # by type: "image", "video"
+    accounts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def make_user(self, role: str = "viewer", password: str = PASSWORD) -> Account:
+        user = self.services.users.create(f"shared-{role}{next(self.accounts)}", password, role)
+        return Account(user.id, user.username, password, user.role)
+
+
+@pytest.fixture(scope="session")
+def library(tmp_path_factory: pytest.TempPathFactory, media: MediaFactory) -> Iterator[Library]:
+    paths = make_paths(tmp_path_factory.mktemp("library"))
+    services = open_services(paths)
+    imports = services.settings.current.import_path(paths)
     media.copy_into(media.image("api.jpg", size=(800, 600)), imports)
     media.copy_into(media.video(seconds=3, size="640x360"), imports, "clip.mp4")
-    items = wait_for(lambda: len(services.library.all_items()) == 2 and services.library.all_items())
-    return {item.type: item for item in items}
+    assert Pipeline(services).process_once(timeout=300), "pipeline did not finish in time"
+    items = {item.type: item for item in services.library.all_items()}
+    assert set(items) == {"image", "video"}
+    yield Library(paths, services, items)
+    services.close()

@@ -1,13 +1,25 @@
-"""Checks shared by tests: playing stored HLS with ffmpeg like a player would, and scanning for plaintext."""
+"""What tests share: HLS played with ffmpeg like a player would, a scan for plaintext, and API clients.
+
+`ApiClient` talks HTTPS to a real server; `AppClient` is the same client driving the real Quart app in this
+process from any peer address, for rules that need no TLS, streaming or player (most of them).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from quart import Quart
+from quart.testing import QuartClient
 
 from vaultserver import hls
+from vaultserver.https_client import HttpsClient, Reply
 from vaultserver.services import Services
 from vaultserver.services.library import HLS_DIR, MASTER_PLAYLIST
 
@@ -57,6 +69,7 @@ def play_hls(services: Services, media_id: str, workdir: Path, ffmpeg: str,
     rung_name = uri.split("/")[0]
     text = library.read(media_id, f"{HLS_DIR}/{rung_name}/index.m3u8.vlt").decode()
     key_id = hls.segments(text)[0].key_id
+    assert key_id, "the rendition is not encrypted"
     workdir.mkdir(parents=True, exist_ok=True)
     key_file = workdir / "key.bin"
     key_file.write_bytes(services.keys.data_key(key_id))
@@ -78,60 +91,73 @@ def play_hls(services: Services, media_id: str, workdir: Path, ffmpeg: str,
                    "Audio: aac" in result.stderr)
 
 
-class ApiClient:
-    """A tiny HTTPS client for tests: trusts Vault's CA, keeps cookies if asked, returns parsed JSON."""
+class ApiClient(HttpsClient):
+    """Vault's HTTPS client plus a browser's cookie jar: `use_cookies` sends cookies instead of the token."""
 
-    def __init__(self, port: int, ca: Path, source: str | None = None, host: str = "localhost") -> None:
-        import ssl
-        self.port, self.host = port, host
-        self.context = ssl.create_default_context(cafile=str(ca))
-        self.source = source
-        self.token: str | None = None
+    def __init__(self, port: int, ca: Path | None, source: str | None = None,
+                 host: str = "localhost") -> None:
+        super().__init__(port, ca, host, source=source)
         self.cookies: dict[str, str] = {}
 
-    def request(self, method: str, path: str, json_body=None, headers: dict | None = None,
-                use_cookies: bool = False, token: str | None = None):
-        import http.client
-        import json as jsonlib
-        conn = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=30,
-                                           source_address=(self.source, 0) if self.source else None)
+    def request(self, method: str, path: str, json_body: Any = None, headers: dict | None = None,
+                use_cookies: bool = False, token: str | None = None) -> Reply:
         all_headers = dict(headers or {})
-        bearer = token or self.token
-        if bearer and not use_cookies:
-            all_headers["Authorization"] = f"Bearer {bearer}"
         if use_cookies and self.cookies:
             all_headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        body = None
-        if json_body is not None:
-            body = jsonlib.dumps(json_body)
-            all_headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=body, headers=all_headers)
-        response = conn.getresponse()
-        data = response.read()
-        for raw in response.headers.get_all("Set-Cookie") or []:
+        reply = super().request(method, path, json_body, headers=all_headers,
+                                token="" if use_cookies else token)
+        for raw in reply.headers.get_all("Set-Cookie") or []:
             name, _, rest = raw.partition("=")
             self.cookies[name] = rest.split(";")[0]
-        conn.close()
-        parsed = None
-        if response.headers.get("Content-Type", "").startswith("application/json"):
-            parsed = jsonlib.loads(data)
-        return Reply(response.status, response.headers, data, parsed)
-
-    def login(self, username: str, password: str, device: str = "test"):
-        reply = self.request("POST", "/api/auth/login", {"username": username, "password": password,
-                                                         "device_name": device})
-        if reply.status == 200:
-            self.token = reply.json["access_token"]
         return reply
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: object
-    body: bytes
-    json: dict | None
+class InProcessApp:
+    """The real Quart app, driven in this process through Quart's test client: no TLS, no server, no pipeline.
 
-    @property
-    def code(self) -> str | None:
-        return (self.json or {}).get("error", {}).get("code")
+    One event loop serves every request (its thread pool runs the services, as under Hypercorn). Paths are
+    percent-decoded here because Hypercorn decodes them before the app sees them.
+    """
+
+    def __init__(self, app: Quart) -> None:
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+
+    def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str], peer: str) -> Reply:
+        return self.loop.run_until_complete(self._send(method, path, body, headers, peer))
+
+    async def _send(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
+                    peer: str) -> Reply:
+        route, mark, query = path.partition("?")
+        response = await QuartClient(self.app).open(
+            unquote(route) + mark + query, method=method, headers=headers, data=body, scheme="https",
+            scope_base={"client": (peer, 50000)})
+        message = http.client.HTTPMessage()
+        for name, value in response.headers.items():
+            message[name] = value  # adds, so repeated headers (Set-Cookie) all stay
+        return Reply(response.status_code, message, await response.get_data(as_text=False))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
+
+
+class AppClient(ApiClient):
+    """The same client as `ApiClient`, talking to an `InProcessApp` as if from the address `peer`."""
+
+    def __init__(self, app: InProcessApp, peer: str = "127.0.0.1", host: str = "localhost") -> None:
+        super().__init__(0, None, host=host)
+        self.app, self.peer = app, peer
+
+    def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Reply:
+        return self.app.send(method, path, body, {"Host": self.host, **headers}, self.peer)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user made for a test, with the password to sign in with."""
+
+    id: str
+    username: str
+    password: str
+    role: str

@@ -569,7 +569,7 @@ def test_a_phone_gets_the_grid_without_sideways_scrolling_and_swipes_photos(brow
     shoot(page, "phone.png", tmp_path)
     sessions = vault.client()
     sessions.login(VIEWER, VIEWER_PASSWORD)
-    listed = sessions.request("GET", "/api/sessions").json["sessions"]
+    listed = sessions.request("GET", "/api/sessions").json()["sessions"]
     names = {s["id"]: (s["device_name"], s["device_type"]) for s in listed}
     assert names[session_id(page)] == ("Chrome on Android", "phone")
 

@@ -258,21 +258,10 @@ class Trial:
 
     def request(self, method: str, path: str, body: dict | None = None,
                 ) -> tuple[int, http.client.HTTPMessage, bytes]:
-        from vaultserver.server import client_context
+        from vaultserver.https_client import HttpsClient
 
-        connection = http.client.HTTPSConnection("127.0.0.1", self.port, context=client_context(str(self.ca)),
-                                                 timeout=30)
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        payload = None
-        if body is not None:
-            payload = json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        try:
-            connection.request(method, path, body=payload, headers=headers)
-            response = connection.getresponse()
-            return response.status, response.headers, response.read()
-        finally:
-            connection.close()
+        reply = HttpsClient(self.port, self.ca).request(method, path, body, token=self.token or "")
+        return reply.status, reply.headers, reply.body
 
     def _drop(self, made: Path) -> None:
         """Into the import folder the way Import Files… does it: never seen half-copied."""
