@@ -47,9 +47,11 @@ class Advertiser:
                            server=f"{host}.", parsed_addresses=addresses)
 
     def start(self) -> None:
-        kwargs = {"interfaces": self._interfaces} if self._interfaces else {}
         # IPv4 only: every home LAN and the VPN have it, and IPv6 multicast fails noisily where unrouted.
-        self._zeroconf = Zeroconf(ip_version=IPVersion.V4Only, **kwargs)
+        if self._interfaces:
+            self._zeroconf = Zeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only)
+        else:
+            self._zeroconf = Zeroconf(ip_version=IPVersion.V4Only)
         self._info = self._service_info(self._addresses())
         self._zeroconf.register_service(self._info, allow_name_change=True)
         self._stop.clear()

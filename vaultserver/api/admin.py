@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Blueprint, Response, g, jsonify, request
 
 from vaultserver.api.context import json_body, require_auth, run, services, text_field
@@ -18,7 +20,7 @@ async def users() -> Response:
 
 @bp.post("/users")
 @require_auth(admin=True)
-async def create_user() -> Response:
+async def create_user() -> tuple[Response, int]:
     body = await json_body()
     role = body.get("role", "viewer")
     user = await run(
@@ -110,7 +112,8 @@ async def change_settings() -> Response:
     return jsonify({"settings": updated.model_dump()})
 
 
-def _schema() -> dict:
+def _schema() -> dict[str, Any]:
     from vaultserver.config import Settings
 
-    return Settings.model_json_schema()["properties"]
+    properties: dict[str, Any] = Settings.model_json_schema()["properties"]
+    return properties

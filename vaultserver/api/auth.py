@@ -95,4 +95,6 @@ async def logout() -> Response:
 async def me() -> Response:
     who: Principal = g.principal
     user = await run(services().users.get, who.user_id)
+    if user is None:  # deleted since the session check
+        raise AuthError("This account no longer exists", code="AUTH_004")
     return jsonify({"user": user.to_dict(), "session_id": who.session_id})

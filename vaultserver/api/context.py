@@ -27,7 +27,8 @@ T = TypeVar("T")
 
 
 def services() -> Services:
-    return current_app.config["VAULT_SERVICES"]
+    services: Services = current_app.config["VAULT_SERVICES"]
+    return services
 
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -83,7 +84,9 @@ async def signed_in(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return result
 
 
-def require_auth(admin: bool = False) -> Callable:
+def require_auth(
+    admin: bool = False,
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     def decorate(view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @wraps(view)
         async def guarded(*args: Any, **kwargs: Any) -> Any:

@@ -56,7 +56,7 @@ def _layout(header: bytes, file_size: int, name: str, data_key: bytes) -> tuple[
     return chunk_size, _subkey(data_key, header[HEADER.size:]), chunks, size
 
 
-def _open(aead: AESGCM, header: bytes, index: int, chunks: int, data: bytes, name: str) -> bytes:
+def _open(aead: AESGCM, header: bytes, index: int, chunks: int, data: bytes | memoryview, name: str) -> bytes:
     try:
         return aead.decrypt(_nonce(index, index == chunks - 1), data, header)
     except InvalidTag as exc:

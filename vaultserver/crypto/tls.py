@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from vaultserver.config import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, AppPaths
+from vaultserver.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ def _ensure_ca(folder: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateK
     cert_path, key_path = folder / "ca.pem", folder / "ca.key"
     if cert_path.exists() and key_path.exists():
         key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigurationError(f"{key_path} is not the elliptic-curve key Vault made")
         return x509.load_pem_x509_certificate(cert_path.read_bytes()), key
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(

@@ -61,7 +61,9 @@ class ProbeResult:
 
 def _split_top_level(text: str) -> list[str]:
     """Split on commas that are not inside parentheses or brackets."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         if ch in "([":
             depth += 1
@@ -115,9 +117,10 @@ def _transfer(colour_info: str) -> str:
 
 def parse_probe(report: str) -> ProbeResult:
     """Turn ffmpeg's input report into a ProbeResult, or MediaError if there is no playable video."""
-    if "Invalid data found" in report or "moov atom not found" in report or not _INPUT.search(report):
+    found = _INPUT.search(report)
+    if "Invalid data found" in report or "moov atom not found" in report or not found:
         raise MediaError("Not a readable video file", details={"ffmpeg": _last_line(report)})
-    container = _INPUT.search(report)[1]
+    container = found[1]
     video: VideoStream | None = None
     has_audio = False
     streams = list(_STREAM.finditer(report))
@@ -131,8 +134,8 @@ def parse_probe(report: str) -> ProbeResult:
     if video is None:
         raise MediaError("The file has no video stream", details={"container": container})
     duration = 0.0
-    if (m := _DURATION.search(report)) and m[1] is not None:
-        duration = _seconds(m[1], m[2], m[3])
+    if (span := _DURATION.search(report)) and span[1] is not None:
+        duration = _seconds(span[1], span[2], span[3])
     return ProbeResult(container, duration, video, has_audio)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from filelock import FileLock
 from sqlmodel import Session, col, func, select
@@ -51,7 +52,7 @@ class KeyStatus:
     data_keys: int
     master_keys_in_use: int  # more than 1 means a rotation was interrupted and will be finished
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             **self.__dict__,
             "created_at": self.created_at.isoformat(),

@@ -9,6 +9,7 @@ One transaction adds an item: its row, its wrapped keys, its job marked done (by
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import ColumnElement, asc, desc
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import col, func, select
 
@@ -302,15 +304,15 @@ class LibraryService:
             raise ValidationError("Bad sort, order, page or limit",
                                   details={"sort": sorted(SORTABLE), "order": ["asc", "desc"],
                                            "limit": "1..500", "page": ">= 1"})
-        filters = []
+        filters: builtins.list[ColumnElement[bool]] = []
         if media_type in ("image", "video"):
-            filters.append(MediaFile.media_type == media_type)
+            filters.append(col(MediaFile.media_type) == media_type)
         if q:
             filters.append(col(MediaFile.original_name).icontains(q))
-        column = col(getattr(MediaFile, sort))
+        column: ColumnElement[Any] = getattr(MediaFile, sort).expression
         if sort == "taken_at":  # undated items sort by when they were added (an indexed expression)
             column = func.coalesce(col(MediaFile.taken_at), col(MediaFile.created_at))
-        direction = (lambda c: c.desc()) if order == "desc" else (lambda c: c.asc())
+        direction = desc if order == "desc" else asc
         with self._db.session() as session:
             total = session.exec(select(func.count()).select_from(MediaFile).where(*filters)).one()
             rows = session.exec(select(MediaFile).where(*filters)
@@ -324,7 +326,7 @@ class LibraryService:
             count, stored = session.exec(select(func.count(), total)).one()
         return Usage(count, stored, shutil.disk_usage(self._paths.library).free)
 
-    def all_items(self) -> list[MediaItem]:
+    def all_items(self) -> builtins.list[MediaItem]:  # `list` here is the method above
         with self._db.session() as session:
             rows = session.exec(select(MediaFile).order_by(col(MediaFile.created_at))).all()
         return [MediaItem.from_row(r) for r in rows]
@@ -367,6 +369,7 @@ class LibraryService:
         cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "mpegts",
                "-i", "pipe:0", "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(dest)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdin is not None and proc.stderr is not None  # both asked for as pipes
         try:
             for seg in segs:
                 key = self._keys.data_key(seg.key_id) if seg.key_id else None

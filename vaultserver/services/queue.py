@@ -67,10 +67,11 @@ class JobView:
 
     def to_dict(self) -> dict[str, Any]:
         """The admin API's shape: `source_path` relative to the import folder, as it always was."""
-        data = {"id": self.id, "source_path": self.source_path}
+        data: dict[str, Any] = {"id": self.id, "source_path": self.source_path}
         data.update((k, v) for k, v in self.__dict__.items() if k not in ("id", "path", "import_root"))
         for name in ("next_attempt_at", "created_at", "finished_at"):
-            data[name] = data[name].isoformat() if data[name] else None
+            moment = data[name]
+            data[name] = moment.isoformat() if moment else None
         return data
 
 

@@ -19,9 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, Protocol
 
 import jwt
 from sqlalchemy import bindparam
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 
 from vaultserver.config import PRIVATE_FILE_MODE
@@ -87,18 +89,29 @@ class SessionView:
     revoked_at: datetime | None
     revoked_reason: str | None
 
-    def to_dict(self, current_session: str | None = None) -> dict:
+    def to_dict(self, current_session: str | None = None) -> dict[str, Any]:
         data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
         data["current"] = self.id == current_session
         return data
 
 
 # Built once: constructing the statement cost more than running it (this runs for every request).
-_LIVE_SESSION = (select(DeviceSession.id, DeviceSession.user_id, DeviceSession.revoked_at,
-                        DeviceSession.expires_at, DeviceSession.last_activity_at, User.username, User.role,
-                        User.is_active)
+_LIVE_SESSION = (core_select(*(col(c) for c in (
+                    DeviceSession.id, DeviceSession.user_id, DeviceSession.revoked_at,
+                    DeviceSession.expires_at, DeviceSession.last_activity_at, User.username, User.role,
+                    User.is_active)))
                  .join(User, col(User.id) == col(DeviceSession.user_id))
-                 .where(DeviceSession.id == bindparam("sid"), User.id == bindparam("sub")))
+                 .where(col(DeviceSession.id) == bindparam("sid"), col(User.id) == bindparam("sub")))
+
+
+class _SessionTimes(Protocol):
+    """What the liveness check reads: an ORM row or the per-request query's plain row."""
+
+    id: str
+    user_id: str
+    revoked_at: datetime | None
+    expires_at: datetime
+    last_activity_at: datetime
 
 
 def _hash(token: str) -> str:
@@ -129,7 +142,7 @@ class SessionService:
         self._secret = secret
         self.clock = clock
         self._activity_written: dict[str, float] = {}
-        self._verified: dict[str, dict] = {}
+        self._verified: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     # --- tokens --------------------------------------------------------------------------------------
@@ -146,7 +159,7 @@ class SessionService:
         }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
-    def decode(self, token: str) -> dict:
+    def decode(self, token: str) -> dict[str, Any]:
         """The token's claims. A signature is checked once per token; expiry is checked on every call."""
         claims = self._verified.get(token)
         if claims is not None and claims["exp"] > time.time():
@@ -158,7 +171,7 @@ class SessionService:
             self._verified[token] = claims
         return claims
 
-    def _verify(self, token: str) -> dict:
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             return jwt.decode(
                 token,
@@ -273,6 +286,8 @@ class SessionService:
         self._check_live(row, now)
         with self._db.session() as session:
             row = session.get(DeviceSession, row.id)
+            if row is None:
+                raise _auth("AUTH_002", "The refresh token is not valid")
             user = session.get(User, row.user_id)
             if user is None or not user.is_active:
                 raise _auth("AUTH_004", "This account is disabled")
@@ -284,7 +299,7 @@ class SessionService:
         self._audit.record(AuditEvent("refresh", user_id=row.user_id, session_id=row.id, ip_address=ip))
         return Tokens(access, refresh, int(ACCESS_TTL.total_seconds()), row.id)
 
-    def _check_live(self, row: DeviceSession, now: datetime) -> None:
+    def _check_live(self, row: _SessionTimes, now: datetime) -> None:
         """Raise AUTH_004 if the session is over; an idle or expired one is marked ended, with the reason."""
         try:
             self._check_row(row, now)
@@ -293,8 +308,9 @@ class SessionService:
                 reason = "expired" if row.expires_at <= now else "idle_timeout"
                 with self._db.session() as session:
                     ended = session.get(DeviceSession, row.id)
-                    ended.revoked_at, ended.revoked_reason = now, reason
-                    session.add(ended)
+                    if ended is not None:
+                        ended.revoked_at, ended.revoked_reason = now, reason
+                        session.add(ended)
                 self._audit.record(
                     AuditEvent(
                         "session_ended", user_id=row.user_id, session_id=row.id, details={"reason": reason}
@@ -302,7 +318,7 @@ class SessionService:
                 )
             raise exc
 
-    def _check_row(self, row: DeviceSession, now: datetime) -> None:
+    def _check_row(self, row: _SessionTimes, now: datetime) -> None:
         if row.revoked_at is not None:
             raise _auth("AUTH_004", "This session was signed out")
         if row.expires_at <= now:
@@ -328,8 +344,9 @@ class SessionService:
         if self._due_activity_write(row.id):
             with self._db.session() as session:
                 live = session.get(DeviceSession, row.id)
-                live.last_activity_at = now
-                session.add(live)
+                if live is not None:
+                    live.last_activity_at = now
+                    session.add(live)
         return Principal(row.user_id, row.username, row.role, row.id)
 
     def _due_activity_write(self, session_id: str) -> bool:
@@ -355,7 +372,7 @@ class SessionService:
         self._record_by(actor, "session_revoked", session_id=session_id,
                         details={"reason": reason, "owner": row.user_id})
 
-    def _record_by(self, actor: Principal | None, event: str, **fields) -> None:
+    def _record_by(self, actor: Principal | None, event: str, **fields: Any) -> None:
         self._audit.record(AuditEvent(event, user_id=actor.user_id if actor else None,
                                       username=actor.username if actor else None, **fields))
 

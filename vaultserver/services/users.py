@@ -11,8 +11,10 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import bcrypt
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
@@ -31,7 +33,7 @@ LOCKOUT = timedelta(minutes=15)
 IP_WINDOW_SECONDS = 15 * 60
 ROLES = ("admin", "viewer")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
-POLICY = (
+POLICY: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("at least 8 characters", lambda p: len(p) >= 8),
     ("an uppercase letter", lambda p: any(c.isupper() for c in p)),
     ("a lowercase letter", lambda p: any(c.islower() for c in p)),
@@ -73,7 +75,7 @@ class UserView:
             row.id, row.username, row.role, row.is_active, row.created_at, row.last_login_at, row.locked_until
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "username": self.username,
