@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PACKAGES = ("vaultserver",)  # this package knows no front end; the packaged app adds "gui" (see `run`)
+PACKAGES = ("vaultserver",)  # this package knows no front end; the packaged app adds its own (see `run`)
 # The scratch folder's settings for a check against the clock: a file that fails is not retried, and a missed
 # file event is made up for within a second.
 TRIAL_SETTINGS = {"rescan_seconds": 1.0, "max_attempts": 1}
