@@ -1,5 +1,7 @@
+"""`python -m gui`: the same as the `vault` command (see gui.launch)."""
+
 import sys
 
-from gui.app import main
+from gui.launch import main
 
 sys.exit(main())

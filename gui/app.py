@@ -1,21 +1,15 @@
-"""The menu-bar app: `python -m gui` (or `vault`). First run shows the wizard, then Vault runs from the tray.
+"""The menu-bar app: first run shows the wizard, then Vault runs from the tray (or the admin window alone).
 
-Also two offscreen modes that need no display: `--smoke-test` (start the whole app on a temp data dir, check
-`/api/health` over HTTPS, stop) and `--screenshot DIR` (render every admin tab and the wizard to PNG).
+`gui.launch` decides whether it runs at all (`vault`, `python -m gui`) and owns the offscreen modes, which
+build on `VaultApp` and `wait_until` here.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon, QWidget
@@ -26,10 +20,9 @@ from gui.tray import TrayMenu
 from gui.window import AdminWindow
 from gui.wizard import FirstRunWizard
 from vaultserver import APP_NAME, __version__
-from vaultserver.cli import setup_logging
 from vaultserver.config import AppPaths, resolve_data_dir
 from vaultserver.errors import VaultError
-from vaultserver.selfcheck import throwaway_paths
+from vaultserver.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -93,58 +86,25 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> ob
     return result
 
 
-def smoke_test(out=sys.stdout) -> int:
-    from vaultserver.server import client_context
-
-    with tempfile.TemporaryDirectory(prefix="vault-smoke-") as tmp:
-        paths = throwaway_paths(Path(tmp))
-        controller = VaultController(paths, host="127.0.0.1", port=0)
-        controller.services.users.create("owner", "Smoke!test1", "admin")
-        vault = VaultApp(controller, use_tray=False)
-        vault.begin()
-        try:
-            wait_until(lambda: controller.status.server, 60, "the server to start")
-            url = controller.runtime.endpoint.url + "api/health"
-            context = client_context(str(paths.private / "tls" / "ca.pem"))
-            with urllib.request.urlopen(url, context=context, timeout=10) as response:
-                health = json.loads(response.read())
-            print(f"{APP_NAME} {__version__}: {url} answered {response.status} {json.dumps(health)}",
-                  file=out)
-            ok = response.status == 200 and health.get("status") == "ok"
-        finally:
-            vault.quit()
-    print("smoke test passed" if ok else "smoke test FAILED", file=out)
-    return 0 if ok else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vault", description="Vault, the private home media server.")
-    parser.add_argument("--data-dir", help="data folder (default: $VAULT_HOME, else application support)")
-    parser.add_argument("--host", help="listen address for this run (default: the setting)")
-    parser.add_argument("--port", type=int, help="port for this run (default: the setting, 1027)")
-    parser.add_argument("--screenshot", metavar="DIR", help="render each admin tab and the wizard to PNG")
-    parser.add_argument("--smoke-test", action="store_true", help="start offscreen, check the server, exit")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    parser.add_argument("--version", action="version", version=f"vault {__version__}")
-    args = parser.parse_args(argv)
-    if args.smoke_test or args.screenshot:
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+def qt_application() -> QApplication:
+    """The one QApplication, named, with Vault's icon, outliving its windows (Vault stays in the tray)."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setWindowIcon(app_icon())
     app.setQuitOnLastWindowClosed(False)  # closing the admin window leaves Vault in the menu bar
-    if args.smoke_test:
-        return smoke_test()
-    if args.screenshot:
-        from gui.screenshots import render_all
+    return app
 
-        return render_all(Path(args.screenshot))
-    paths = AppPaths(resolve_data_dir(args.data_dir))
+
+def run_app(data_dir: str | None, host: str | None = None, port: int | None = None,
+            verbose: bool = False) -> int:
+    """Run the menu-bar app on the owner's data folder until Quit."""
+    app = qt_application()
+    paths = AppPaths(resolve_data_dir(data_dir))
     try:
         paths.ensure()
-        setup_logging(paths, args.verbose)
-        controller = VaultController(paths, host=args.host, port=args.port)
+        setup_logging(paths, verbose)
+        controller = VaultController(paths, host=host, port=port)
     except VaultError as exc:
         QMessageBox.critical(QWidget(), f"{APP_NAME} could not start", exc.message)
         return 1

@@ -2,7 +2,8 @@
 
 Widgets never touch the database or the runtime: they call the controller, which does the work on a pool
 thread (`Tasks`) and answers on the UI thread, and they listen to its signals. Pipeline events arrive on
-worker threads and cross to the UI thread through one queued signal (`_job_event`).
+worker threads and cross to the UI thread through one queued signal (`_job_event`). The controller itself
+reaches the core only through the runtime and the services, like the command line does.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from gui.tasks import Done, Failed, Tasks
 from vaultserver.config import AppPaths, Settings
-from vaultserver.pipeline.watcher import copy_into
-from vaultserver.runtime import VaultRuntime
+from vaultserver.runtime import CertificateDetails, VaultRuntime
 from vaultserver.services import Services, open_services
 from vaultserver.services.library import Usage
 from vaultserver.services.queue import JobView, QueueCounts
@@ -106,7 +106,7 @@ class VaultController(QObject):
         self._batch_done = self._batch_failed = self._batch_duplicates = 0
         self._job_event.connect(self._on_job_event)
         self._settings_event.connect(self._on_settings_event)
-        self.runtime.pipeline.workers.listeners.append(lambda event, job: self._job_event.emit(event, job))
+        self.runtime.on_job_event(lambda event, job: self._job_event.emit(event, job))
         self.services.settings.subscribe(lambda old, new: self._settings_event.emit(old, new))
         self._timer = QTimer(self)
         self._timer.setInterval(poll_ms)
@@ -157,11 +157,11 @@ class VaultController(QObject):
         self.run(self.runtime.stop_server, lambda _: self.refresh())
 
     def pause(self) -> None:
-        self.runtime.pipeline.workers.pause()
+        self.runtime.pause()
         self.refresh()
 
     def resume(self) -> None:
-        self.runtime.pipeline.workers.resume()
+        self.runtime.resume()
         self.refresh()
 
     def toggle_pause(self) -> None:
@@ -172,10 +172,19 @@ class VaultController(QObject):
 
     @property
     def import_folder(self) -> Path:
-        return self.services.settings.current.import_path(self.paths)
+        return self.runtime.import_folder
 
     def import_files(self, files: list[Path], done: Done | None = None) -> None:
-        self.run(lambda: copy_into(files, self.import_folder), done)
+        self.run(lambda: self.runtime.import_files(files), done)
+
+    # --- the certificate (blocking: run them through `run` or a tab's `load`) -----------------------------
+
+    def certificate(self) -> CertificateDetails:
+        return self.runtime.certificate()
+
+    def reissue_certificate(self) -> CertificateDetails:
+        """A new certificate; the server restarts with it at once (as after `vaultserver cert regenerate`)."""
+        return self.runtime.reissue_certificate()
 
     # --- settings ----------------------------------------------------------------------------------------
 
@@ -204,14 +213,12 @@ class VaultController(QObject):
     def _look(self) -> Status:
         runtime, services = self.runtime, self.services
         health = runtime.health()
-        counts = QueueCounts(**health["queue"])
         jobs = services.queue.snapshot(recent=20)
         sessions = services.sessions.list()
         since = datetime.now(UTC) - timedelta(minutes=ONLINE_MINUTES)
         online = sorted({s.username for s in sessions if _aware(s.last_activity_at) >= since})
-        state = state_of(health["running"], health["server"], health["paused"], counts.active,
-                         health["error"])
-        return Status(state, health["server"], health["paused"], health["urls"], health["error"], counts,
+        state = state_of(health.running, health.server, health.paused, health.queue_active, health.error)
+        return Status(state, health.server, health.paused, list(health.urls), health.error, health.queue,
                       jobs, len(sessions), online, services.library.usage())
 
     def _looked(self, status: Status) -> None:

@@ -16,8 +16,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 from gui.app import VaultApp, wait_until
 from gui.controller import VaultController
 from gui.wizard import FirstRunWizard
-from vaultserver.pipeline.watcher import copy_into
-from vaultserver.selfcheck import throwaway_paths
+from vaultserver.config import AppPaths
 
 SCENES = [("Beach.jpg", "#38bdf8", "#fde68a"), ("Dunes.jpg", "#fb923c", "#fef3c7"),
           ("Evening.jpg", "#6d28d9", "#fcd34d"), ("Meadow.jpg", "#60a5fa", "#86efac")]
@@ -50,7 +49,7 @@ def render_all(out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance()
     with tempfile.TemporaryDirectory(prefix="vault-shots-") as tmp:
-        paths = throwaway_paths(Path(tmp))
+        paths = AppPaths.scratch(Path(tmp))
         controller = VaultController(paths, host="127.0.0.1", port=0)
         wizard = FirstRunWizard(controller)
         wizard.account.name.setText("owner")
@@ -74,7 +73,8 @@ def render_all(out: Path) -> int:
         pictures.mkdir()
         for name, sky, ground in SCENES:
             _picture(pictures / name, sky, ground)
-        copy_into(sorted(pictures.iterdir()), controller.import_folder)
+        controller.import_files(sorted(pictures.iterdir()))
+        controller.tasks.wait(30_000)
         vault = VaultApp(controller, use_tray=False)
         vault.begin()
         wait_until(lambda: controller.status.server, 60, "the server")

@@ -1,11 +1,12 @@
 """The packaged Vault's entry point (the script build_app.spec freezes): one executable, three ways in.
 
-- `Vault` alone does what `vaultserver launch` does: the menu-bar app where there is a display, else the
-  headless server. That is how Finder, the Dock and the login item start it.
+- `Vault` alone (or with `vault`'s own options: --data-dir, --smoke-test, --screenshot DIR …) is the GUI's
+  launcher, `vault`: the menu-bar app where there is a display, else the headless server. That is how
+  Finder, the Dock and the login item start it.
 - `Vault serve`, `Vault doctor`, `Vault user add …`: any `vaultserver` command, unchanged.
-- `Vault --smoke-test`, `Vault --screenshot DIR`: the menu-bar app's offscreen modes.
-- `Vault --self-check`: vaultserver.selfcheck plus a Qt check that only the bundle can make, since the
-  server core never imports Qt. CI runs it on every build; an owner can run it on a new Mac.
+- `Vault --self-check`: vaultserver.selfcheck over both packages, plus a Qt check that only the bundle can
+  make, since the server core never names Qt or the GUI. CI runs it on every build; an owner can run it
+  on a new Mac.
 The script runs unfrozen too (`python packaging/vault_main.py --self-check`), which is how the tests try it.
 """
 
@@ -17,7 +18,10 @@ import os
 import sys
 from pathlib import Path
 
+from gui import launch
 from vaultserver import cli, selfcheck
+
+PACKAGES = ("vaultserver", "gui")  # what the self-check imports, module by module: all of the bundle's code
 
 
 def check_qt() -> str:
@@ -48,9 +52,6 @@ def check_qt() -> str:
     return f"Qt {QtCore.qVersion()} on {app.platformName()} ({native} plugin present), SVG icon drawn"
 
 
-GUI_OPTIONS = {"--smoke-test", "--screenshot"}  # the menu-bar app's own modes (python -m gui --help)
-
-
 def commands() -> set[str]:
     """The `vaultserver` subcommand names, read from its parser so a new command needs no change here."""
     parser = cli.build_parser()
@@ -64,14 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     if "--self-check" in args:
         logging.basicConfig(level=logging.DEBUG if "-v" in args else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
-        return 0 if selfcheck.run(sys.stdout, extra_checks=[("Qt", check_qt)]) else 1
-    if GUI_OPTIONS & {a.split("=")[0] for a in args}:
-        from gui.app import main as gui_main
-
-        return gui_main(args)
-    if not commands() & set(args):
-        args.append("launch")
-    return cli.main(args)
+        return 0 if selfcheck.run(sys.stdout, extra_checks=[("Qt", check_qt)], packages=PACKAGES) else 1
+    if commands() & set(args):
+        return cli.main(args)
+    return launch.main(args)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from tests.support import Account, AppClient, InProcessApp
-from vaultserver.config import AppPaths, Settings, save_settings
+from vaultserver.config import AppPaths
 from vaultserver.ffmpeg import ffmpeg as find_ffmpeg
 from vaultserver.pipeline import Pipeline
 from vaultserver.services import Services, open_services
@@ -53,9 +53,7 @@ def wait_for(condition, timeout=60.0):
 
 
 def make_paths(root: Path) -> AppPaths:
-    paths = AppPaths(root / "vault").ensure()
-    save_settings(paths, Settings(**FAST_SETTINGS))
-    return paths
+    return AppPaths.scratch(root, **FAST_SETTINGS)
 
 
 @pytest.fixture

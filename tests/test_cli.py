@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import ssl
 import subprocess
 import sys
+import time
 
 import pytest
 from PIL import Image
@@ -129,17 +132,33 @@ def test_user_and_session_commands(paths):
     assert "disabled" in vault(paths.root, "user", "list").stdout
 
 
-def test_launch_runs_headless_with_a_hint_when_qt_would_lack_its_x11_libraries(paths, monkeypatch, capsys):
-    import ctypes.util
+def served_fingerprint(port: int) -> str:
+    pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=10)
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).digest().hex(":")
 
-    from vaultserver import cli
 
-    served: list[bool] = []
-    monkeypatch.setattr(cli.sys, "platform", "linux")
-    monkeypatch.setenv("DISPLAY", ":99")
-    real = ctypes.util.find_library
-    monkeypatch.setattr(ctypes.util, "find_library", lambda lib: None if lib == "xcb-cursor" else real(lib))
-    monkeypatch.setattr(cli, "cmd_serve", lambda args, _paths: served.append(True) or 0)
-    assert cli.main(["--data-dir", str(paths.root), "launch"]) == 0
-    assert served == [True]
-    assert "apt-get install libxcb-cursor0\n" in capsys.readouterr().err
+def test_cert_regenerate_against_a_running_vault_is_served_without_a_restart(server, paths):
+    port = server.endpoint.port
+    before = served_fingerprint(port)
+    result = vault(paths.root, "cert", "regenerate")
+    assert "no restart needed" in result.stdout and "Restart Vault" not in result.stdout
+    fingerprint = result.stdout.split("SHA-256:")[1].split()[0]
+    assert fingerprint != before
+    deadline = time.monotonic() + 20
+    while served_fingerprint(port) != fingerprint:
+        assert time.monotonic() < deadline, "the running Vault kept serving the old certificate"
+        time.sleep(0.2)
+    assert server.endpoint.port == port and server.health().server
+
+
+def test_cert_show_and_regenerate_without_a_running_vault(paths):
+    shown = vault(paths.root, "cert", "show").stdout
+    assert "SHA-256:" in shown and "ca.pem" in shown
+    regenerated = vault(paths.root, "cert", "regenerate").stdout
+    assert regenerated.split("SHA-256:")[1].split()[0] != shown.split("SHA-256:")[1].split()[0]
+    assert "from its next start" in regenerated
+
+
+def test_launching_the_app_is_the_vault_command_not_a_vaultserver_one(paths):
+    result = vault(paths.root, "launch", check=False)
+    assert result.returncode == 2 and "invalid choice: 'launch'" in result.stderr

@@ -72,8 +72,8 @@ def test_the_running_server_advertises_and_the_setting_switches_it_off_live(path
     runtime.start(serve=True, host="127.0.0.1", port=0)
     try:
         (info,) = browse().values()
-        assert info.port == runtime.endpoint.port and runtime.health()["mdns"]
+        assert info.port == runtime.endpoint.port and runtime.health().mdns
         services.settings.update(mdns_enabled=False)
-        assert browse(seconds=1.5) == {} and not runtime.health()["mdns"]
+        assert browse(seconds=1.5) == {} and not runtime.health().mdns
     finally:
         runtime.stop()

@@ -6,7 +6,9 @@ Every action goes through the real services on a real data dir, with the real se
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -177,7 +179,7 @@ def test_dashboard_shows_urls_viewers_and_queue_progress(qtbot, controller, wind
     assert VIEWER in page.viewers.text()
     page.pause.click()
     qtbot.waitUntil(lambda: page.pause.text() == "Resume Processing")
-    assert controller.runtime.pipeline.workers.paused
+    assert controller.runtime.paused
 
 
 def test_library_shows_thumbnails_and_deletes_after_confirmation(qtbot, controller, window, services, media,
@@ -311,6 +313,17 @@ def test_network_tab_issues_a_new_certificate(qtbot, controller, window, monkeyp
     qtbot.waitUntil(lambda: page.notice.text() == "New certificate in use.", timeout=60_000)
     assert page.fingerprint.text() != before
     assert controller.runtime.server.alive
+    pem = ssl.get_server_certificate(("127.0.0.1", controller.runtime.endpoint.port), timeout=10)
+    assert hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).digest().hex(":") == page.fingerprint.text()
+
+
+def test_import_files_copies_them_in_and_leaves_the_owner_s_files_alone(qtbot, controller, services, media):
+    photo = media.image("picked.jpg")
+    copied: list = []
+    controller.import_files([photo], copied.append)
+    qtbot.waitUntil(lambda: len(services.library.all_items()) == 1, timeout=60_000)
+    assert copied == [[controller.import_folder / "picked.jpg"]] and photo.exists()
+    assert services.library.all_items()[0].original_name == "picked.jpg"
 
 
 def test_storage_tab_changes_keep_originals(qtbot, controller, window, services):

@@ -51,6 +51,7 @@ def test_self_check_passes_from_a_checkout_without_touching_the_owners_data(tmp_
     assert names == ["modules", "ffmpeg", "data", "https", "web", "photo", "video", "sign-in", "stop"]
     assert all(line.startswith("✓ ") for line in checks), result.stdout
     assert "file key store" in result.stdout and "certificate verified" in result.stdout
+    assert "modules of vaultserver imported" in result.stdout
     assert lines[-1].startswith("Self-check passed: 9 checks in ")
     assert not (tmp_path / "owner-data").exists()
     assert list((tmp_path / "home").iterdir()) == []
@@ -99,20 +100,24 @@ def test_a_package_missing_from_the_build_is_reported():
 
 @pytest.fixture
 def entry(monkeypatch):
-    """packaging/vault_main.py with vaultserver.cli.main replaced by a recorder."""
+    """packaging/vault_main.py with the command line's and the launcher's main replaced by recorders."""
     module = load_script("vault_main")
-    calls: list[list[str]] = []
-    monkeypatch.setattr(module.cli, "main", lambda argv: calls.append(argv) or 0)
+    calls: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(module.cli, "main", lambda argv: calls.append(("vaultserver", argv)) or 0)
+    monkeypatch.setattr(module.launch, "main", lambda argv: calls.append(("vault", argv)) or 0)
     return module, calls
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    ([], ["launch"]),
-    (["-psn_0_12345"], ["launch"]),
-    (["--data-dir", "/tmp/v"], ["--data-dir", "/tmp/v", "launch"]),
-    (["serve", "--port", "0"], ["serve", "--port", "0"]),
-    (["--data-dir", "/tmp/v", "user", "list"], ["--data-dir", "/tmp/v", "user", "list"]),
-    (["doctor"], ["doctor"]),
+    ([], ("vault", [])),
+    (["-psn_0_12345"], ("vault", [])),
+    (["--data-dir", "/tmp/v"], ("vault", ["--data-dir", "/tmp/v"])),
+    (["--smoke-test"], ("vault", ["--smoke-test"])),
+    (["--screenshot", "/tmp/shots"], ("vault", ["--screenshot", "/tmp/shots"])),
+    (["--screenshot=/tmp/s"], ("vault", ["--screenshot=/tmp/s"])),
+    (["serve", "--port", "0"], ("vaultserver", ["serve", "--port", "0"])),
+    (["--data-dir", "/tmp/v", "user", "list"], ("vaultserver", ["--data-dir", "/tmp/v", "user", "list"])),
+    (["doctor"], ("vaultserver", ["doctor"])),
 ])
 def test_the_app_launches_by_default_and_passes_commands_through(entry, argv, expected):
     module, calls = entry
@@ -120,20 +125,19 @@ def test_the_app_launches_by_default_and_passes_commands_through(entry, argv, ex
     assert calls == [expected]
 
 
-@pytest.mark.parametrize("argv", [["--smoke-test"], ["--screenshot", "/tmp/shots"], ["--screenshot=/tmp/s"]])
-def test_the_app_s_own_offscreen_modes_reach_the_gui(entry, monkeypatch, argv):
-    import gui.app
-
-    module, calls = entry
-    seen: list[list[str]] = []
-    monkeypatch.setattr(gui.app, "main", lambda args: seen.append(args) or 0)
-    assert module.main(argv) == 0
-    assert seen == [argv] and calls == []
-
-
 def test_the_entry_point_knows_every_cli_command(entry):
     module, _calls = entry
-    assert {"launch", "serve", "process", "doctor", "self-check", "user", "library"} <= module.commands()
+    assert {"serve", "process", "doctor", "self-check", "user", "library"} <= module.commands()
+    assert "launch" not in module.commands()  # the launcher is the GUI's (gui/launch.py), not the core's
+
+
+def test_the_app_s_self_check_imports_the_gui_too(entry, monkeypatch):
+    module, calls = entry
+    asked: list[tuple[str, ...]] = []
+    monkeypatch.setattr(module.selfcheck, "run", lambda out, extra_checks, packages: asked.append(packages))
+    assert module.main(["--self-check"]) == 1  # the recorder reports nothing passed
+    assert asked == [("vaultserver", "gui")] and calls == []
+    assert selfcheck.PACKAGES == ("vaultserver",)  # the core, run alone, never names the GUI
 
 
 def test_the_qt_check_draws_the_svg_icon(entry):

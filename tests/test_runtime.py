@@ -1,4 +1,5 @@
-"""The running service: the watch folder, stability before taking a file, pause/resume, visible progress."""
+"""The running service: the watch folder, stability before taking a file, pause/resume, job events, importing
+files, visible progress: all through the runtime, the one door the GUI and the CLI use."""
 
 from __future__ import annotations
 
@@ -46,16 +47,45 @@ def test_a_file_still_being_copied_is_not_taken_until_it_stops_changing(runtime,
     assert list(services.paths.failed.iterdir()) == []
 
 
+def test_pause_holds_imports_and_resume_converts_them_with_one_event_each(runtime, media, services):
+    events: list[tuple[str, str]] = []
+    unsubscribe = runtime.on_job_event(lambda event, job: events.append((event, job.original_name)))
+    runtime.pause()
+    assert runtime.paused and runtime.health().paused
+    photo = media.image("held.jpg")
+    copied = runtime.import_files([photo])
+    assert copied == [runtime.import_folder / "held.jpg"] and photo.exists()  # the owner's file stays put
+    wait_for(lambda: services.queue.counts().queued == 1)
+    time.sleep(0.5)
+    assert services.queue.counts().processing == 0 and services.library.all_items() == []
+    runtime.resume()
+    assert not runtime.health().paused
+    wait_for(lambda: events == [("done", "held.jpg")])
+    unsubscribe()
+    runtime.import_files([media.image("unheard.jpg", size=(320, 240))])
+    wait_for(lambda: len(services.library.all_items()) == 2)
+    assert events == [("done", "held.jpg")]
+
+
+def test_importing_a_name_already_waiting_keeps_both(runtime, media):
+    runtime.pause()
+    photo = media.image("twice.jpg")
+    first, second = runtime.import_files([photo]), runtime.import_files([photo])
+    assert [p.name for p in first + second] == ["twice.jpg", "twice (1).jpg"]
+    assert all(p.read_bytes() == photo.read_bytes() for p in first + second)
+    assert not list(runtime.import_folder.glob(".*.part"))
+
+
 @pytest.mark.slow
 def test_progress_is_visible_and_pause_holds_work(runtime, media, services):
-    runtime.pipeline.workers.pause()
+    runtime.pause()
     imports = services.settings.current.import_path(services.paths)
     media.copy_into(media.video(seconds=12, size="854x480"), imports, "progress.mp4")
     wait_for(lambda: services.queue.counts().queued == 1)
     time.sleep(0.5)
     assert services.queue.counts().processing == 0
     seen = set()
-    runtime.pipeline.workers.resume()
+    runtime.resume()
 
     def finished():
         for job in services.queue.snapshot():

@@ -1,12 +1,16 @@
-"""The server's runtime: certificates, restart after a crash of the server thread, health."""
+"""The server's runtime: certificates (and serving a new one at once), restart after a crash of the server
+thread, health."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import ssl
 import time
+from dataclasses import FrozenInstanceError
 from datetime import timedelta
 
+import pytest
 from cryptography import x509
 
 from vaultserver.crypto.tls import VPN_GATEWAY, ensure_certificate
@@ -37,6 +41,42 @@ def test_reissue_keeps_the_ca_so_trusting_devices_keep_trusting(paths):
     assert again.ca.read_bytes() == ca_before and again.cert.read_bytes() != cert_before
 
 
+def served_fingerprint(port: int) -> str:
+    """SHA-256 of the certificate a client is handed now, written as `describe` writes it."""
+    pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=10)
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).digest().hex(":")
+
+
+def test_a_reissued_certificate_is_served_at_once_on_the_same_port(server):
+    port = server.endpoint.port
+    before = server.certificate()
+    assert served_fingerprint(port) == before.sha256
+    after = server.reissue_certificate()
+    assert after.sha256 != before.sha256 and after.ca_file == before.ca_file
+    assert server.endpoint.port == port and served_fingerprint(port) == after.sha256
+
+
+def test_reissuing_while_the_server_is_stopped_leaves_it_stopped_until_started(server):
+    server.stop_server()
+    issued = server.reissue_certificate()
+    assert server.endpoint is None and not server.health().server
+    server.start_server()
+    assert served_fingerprint(server.endpoint.port) == issued.sha256
+
+
+def test_a_certificate_rewritten_on_disk_is_picked_up_by_the_running_server(server, paths, monkeypatch):
+    monkeypatch.setattr(server, "WATCHDOG_SECONDS", 0.2)  # from its next look on, a quicker beat
+    port = server.endpoint.port
+    before = served_fingerprint(port)
+    fresh = ensure_certificate(paths, force=True)  # as `vaultserver cert regenerate` does from a terminal
+    deadline = time.monotonic() + 15
+    while served_fingerprint(port) == before:
+        assert time.monotonic() < deadline, "the new certificate was not served"
+        time.sleep(0.1)
+    assert served_fingerprint(port) == server.certificate().sha256
+    assert fresh.cert == server.certificate().cert_file and server.restarts == 0
+
+
 def test_an_owner_supplied_certificate_is_never_replaced(paths):
     files = ensure_certificate(paths)
     (paths.private / "tls" / "ca.key").unlink()  # no CA key beside it: the owner's own certificate
@@ -53,7 +93,7 @@ def test_a_crashed_server_thread_is_restarted_on_the_same_port(paths, services, 
         time.sleep(0.1)
     assert server.endpoint.port == port
     assert make_client().request("GET", "/api/health").status == 200
-    assert server.health()["server"] and server.health()["server_restarts"] == 1
+    assert server.health().server and server.health().server_restarts == 1
 
 
 def test_health_reports_urls_and_state(paths, services):
@@ -61,11 +101,14 @@ def test_health_reports_urls_and_state(paths, services):
     runtime.start(serve=True, host="0.0.0.0", port=0)
     try:
         health = runtime.health()
-        assert health["running"] and health["server"] and not health["paused"]
-        assert any(u.endswith(f":{runtime.endpoint.port}/") and ".local" in u for u in health["urls"])
+        assert health.running and health.server and not health.paused and health.error is None
+        assert any(u.endswith(f":{runtime.endpoint.port}/") and ".local" in u for u in health.urls)
+        assert health.queue.active == health.queue_active == 0
+        with pytest.raises(FrozenInstanceError):
+            health.running = False  # type: ignore[misc]
     finally:
         runtime.stop()
-    assert not runtime.health()["running"]
+    assert not runtime.health().running
 
 
 def test_an_overdue_master_key_is_rotated_automatically(paths, services, monkeypatch):

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import logging.handlers
-import os
 import signal
 import sys
 import threading
@@ -20,28 +18,11 @@ from pathlib import Path
 from vaultserver import __version__
 from vaultserver.config import AppPaths, resolve_data_dir
 from vaultserver.errors import VaultError
+from vaultserver.logs import setup_logging
 from vaultserver.services import Services, open_services
+from vaultserver.services.queue import JobView
 
 log = logging.getLogger("vaultserver")
-
-
-def setup_logging(paths: AppPaths, verbose: bool, quiet: bool = True) -> None:
-    """Console (warnings unless verbose) plus a rotating file in logs/; once per process."""
-    root = logging.getLogger()
-    if any(getattr(h, "vault_log", False) for h in root.handlers):
-        return
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO))
-    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root.addHandler(console)
-    paths.logs.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.handlers.RotatingFileHandler(
-        paths.logs / "vault.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
-    )
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    file_handler.vault_log = True  # type: ignore[attr-defined]
-    root.addHandler(file_handler)
 
 
 def _program() -> str:
@@ -66,7 +47,7 @@ def cmd_process(args: argparse.Namespace, paths: AppPaths) -> int:
         if not args.once:
             return _run_until_signal(runtime)
         before = runtime.services.queue.counts()
-        runtime.pipeline.workers.listeners.append(_print_outcome)
+        runtime.on_job_event(_print_outcome)
         runtime.process_once()
         after = runtime.services.queue.counts()
         added, dup, failed = (getattr(after, f) - getattr(before, f) for f in ("done", "duplicate", "failed"))
@@ -80,7 +61,7 @@ def cmd_process(args: argparse.Namespace, paths: AppPaths) -> int:
         runtime.close()
 
 
-def _print_outcome(event: str, job) -> None:
+def _print_outcome(event: str, job: JobView) -> None:
     """One line per file as it finishes, so a long batch shows its progress."""
     label = {"done": "added", "duplicate": "duplicate, skipped", "failed": "FAILED"}.get(event, event)
     reason = f" ({job.error})" if event == "failed" and job.error else ""
@@ -216,15 +197,23 @@ def cmd_keys(args: argparse.Namespace, services: Services) -> int:
 
 
 def cmd_cert(args: argparse.Namespace, paths: AppPaths) -> int:
-    from vaultserver.crypto.tls import describe, ensure_certificate
+    """Through the runtime, as the app's Network tab does it: a running Vault serves a new one at once."""
+    from vaultserver.runtime import VaultRuntime
 
-    files = ensure_certificate(paths, force=args.cert_command == "regenerate")
-    info = describe(files.cert)
-    print(f"Certificate: {files.cert}\nIssuer:      {info.issuer}\nValid until: {info.not_after:%Y-%m-%d}")
-    print(f"Names:       {', '.join(info.names)}\nSHA-256:     {info.sha256}")
-    print(f"To trust Vault on a device, install its CA certificate: {files.ca}")
-    if args.cert_command == "regenerate":
-        print("Restart Vault to use the new certificate.")
+    runtime = VaultRuntime(paths)
+    try:
+        regenerate = args.cert_command == "regenerate"
+        info = runtime.reissue_certificate() if regenerate else runtime.certificate()
+    finally:
+        runtime.close()
+    print(f"Certificate: {info.cert_file}\nIssuer:      {info.issuer}")
+    print(f"Valid until: {info.not_after:%Y-%m-%d}\nNames:       {', '.join(info.names)}")
+    print(f"SHA-256:     {info.sha256}")
+    print(f"To trust Vault on a device, install its CA certificate: {info.ca_file}")
+    if regenerate and VaultRuntime.in_use(paths):
+        print("The running Vault switches to the new certificate within a few seconds; no restart needed.")
+    elif regenerate:
+        print("Vault serves the new certificate from its next start.")
     return 0
 
 
@@ -246,38 +235,6 @@ def cmd_self_check(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     return 0 if run(sys.stdout) else 1
-
-
-# What Qt's X11 plugin loads beyond a desktop's usual libraries; without them Qt aborts the process.
-X11_LIBRARIES = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4",
-                 "xcb-keysyms": "libxcb-keysyms1", "xkbcommon-x11": "libxkbcommon-x11-0"}
-
-
-def _missing_x11_packages() -> list[str]:
-    import ctypes.util
-
-    return [package for library, package in X11_LIBRARIES.items() if not ctypes.util.find_library(library)]
-
-
-def cmd_launch(args: argparse.Namespace, paths: AppPaths) -> int:
-    """The menu-bar app where there is a display and it is installed, else the headless service."""
-    try:
-        import gui.app  # noqa: F401
-
-        display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-        has_gui = sys.platform == "darwin" or bool(display)
-    except ImportError:
-        has_gui = False
-    if has_gui and sys.platform.startswith("linux") and (missing := _missing_x11_packages()):
-        print("The menu-bar app needs a few X11 libraries: apt-get install " + " ".join(missing)
-              + "\nRunning headless meanwhile.", file=sys.stderr, flush=True)
-        has_gui = False
-    if has_gui:
-        from gui.app import main as gui_main
-
-        return gui_main(["--data-dir", str(paths.root)])
-    args.host = args.port = None
-    return cmd_serve(args, paths)
 
 
 # --- parser --------------------------------------------------------------------------------------------
@@ -319,7 +276,6 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = sessions_sub.add_parser("revoke", help="sign out one session, or every session of a user")
     revoke.add_argument("id", nargs="?")
     revoke.add_argument("--user")
-    sub.add_parser("launch", help="the menu-bar app where there is a display, else `serve`")
 
     library = sub.add_parser("library", help="list, export or delete library items")
     lib_sub = library.add_subparsers(dest="library_command", required=True)
@@ -354,7 +310,6 @@ PATH_COMMANDS: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
     "cert": cmd_cert,
     "process": cmd_process,
     "doctor": cmd_doctor,
-    "launch": cmd_launch,
     "serve": cmd_serve,
 }
 

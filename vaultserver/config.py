@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
+# What makes a data folder a scratch one (AppPaths.scratch); see there for why each.
+SCRATCH_SETTINGS: dict[str, Any] = {"keystore": "file", "mdns_enabled": False, "stable_seconds": 0.0}
 
 
 def bundled_path(*parts: str) -> Path:
@@ -99,6 +101,15 @@ class AppPaths:
         self.private.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         os.chmod(self.private, PRIVATE_DIR_MODE)
         return self
+
+    @classmethod
+    def scratch(cls, root: Path, **settings: Any) -> AppPaths:
+        """A throwaway data folder under `root` that touches nothing outside it: the master key in the file
+        key store (never the keychain), no mDNS announcement on the real network, and imports taken as soon
+        as they land. `settings` go over those (the self-check, the GUI's offscreen modes and the tests)."""
+        paths = cls(root / "vault").ensure()
+        save_settings(paths, Settings(**{**SCRATCH_SETTINGS, **settings}))
+        return paths
 
 
 def _setting(default: Any, help: str, *, label: str, section: str, **constraints: Any) -> Any:

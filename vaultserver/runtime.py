@@ -1,5 +1,8 @@
 """Composes the parts of a running Vault (HTTPS server, pipeline; discovery joins here) for GUI and CLI alike.
 
+The runtime is the front ends' one door to what runs: start/stop, pause/resume, job events, importing files,
+the certificate, and a `Health` look. Neither the GUI nor the CLI reaches into the pipeline or the server.
+
 Only one runtime may own a data dir at a time: a file lock says who, so a second `serve` or `process` on the
 same folder is refused with a clear message instead of two pipelines fighting over the same files.
 """
@@ -10,19 +13,27 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from vaultserver.config import AppPaths
-from vaultserver.crypto.tls import ensure_certificate, host_names, local_addresses
+from vaultserver.crypto.tls import TlsFiles, describe, ensure_certificate, host_names, local_addresses
 from vaultserver.discovery import Advertiser
 from vaultserver.errors import VaultError
 from vaultserver.pipeline import Pipeline
+from vaultserver.pipeline.watcher import copy_into
 from vaultserver.server import Endpoint, HttpsServer
 from vaultserver.services import Services, open_services
+from vaultserver.services.queue import JobView, QueueCounts
 
 log = logging.getLogger(__name__)
+
+JobListener = Callable[[str, JobView], None]
+"""Hears `(event, job)` as each job ends: event is "done", "duplicate" or "failed" (on a worker thread)."""
 
 
 class AlreadyRunning(VaultError):
@@ -37,6 +48,54 @@ def urls_for(host: str, port: int) -> list[str]:
     names = [n for n in host_names() if n.endswith(".local")]
     addresses = [a for a in local_addresses() if ":" not in a and not a.startswith("127.")]
     return [f"https://{h}:{port}/" for h in [*names, *addresses]] + [f"https://localhost:{port}/"]
+
+
+@dataclass(frozen=True)
+class Health:
+    """One look at a runtime: what the tray, the dashboard and the tests read."""
+
+    running: bool
+    server: bool  # serving now
+    urls: tuple[str, ...]
+    paused: bool
+    mdns: bool
+    queue: QueueCounts
+    server_restarts: int
+    error: str | None  # why the server is not serving, in words for the owner
+
+    @property
+    def queue_active(self) -> int:
+        return self.queue.active
+
+
+@dataclass(frozen=True)
+class CertificateDetails:
+    """The HTTPS certificate as the Network tab and `cert show` present it."""
+
+    subject: str
+    issuer: str
+    not_after: datetime
+    names: tuple[str, ...]
+    sha256: str
+    cert_file: Path
+    ca_file: Path  # what a device installs to trust Vault
+
+    @classmethod
+    def of(cls, files: TlsFiles) -> CertificateDetails:
+        info = describe(files.cert)
+        return cls(info.subject, info.issuer, info.not_after, tuple(info.names), info.sha256, files.cert,
+                   files.ca)
+
+
+def _stamp(files: TlsFiles) -> tuple:
+    """What changes when either file of the served certificate is rewritten."""
+    def one(path: Path) -> tuple:
+        try:
+            stat = path.stat()
+        except OSError:
+            return ()
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino
+    return one(files.cert), one(files.key)
 
 
 class VaultRuntime:
@@ -62,7 +121,21 @@ class VaultRuntime:
         self.running = False
         self.restarts = 0
         self.last_error: str | None = None  # why the server is not serving, in words for the owner
+        self._tls: TlsFiles | None = None  # the certificate the listener serves
+        self._served_tls: tuple = ()  # its files as the listener loaded them (_stamp)
+        self._seen_tls: tuple = ()  # as the supervisor last saw them: a change is acted on once settled
         self.services.settings.subscribe(self._settings_changed)
+
+    @staticmethod
+    def in_use(paths: AppPaths) -> bool:
+        """Whether a Vault (another process, or this one) is working on this data dir now."""
+        probe = FileLock(str(paths.runtime_lock), timeout=0)
+        try:
+            probe.acquire()
+        except Timeout:
+            return True
+        probe.release()
+        return False
 
     def _acquire(self) -> None:
         try:
@@ -115,7 +188,10 @@ class VaultRuntime:
         with self._server_lock:
             host, port = self._listen
             try:
-                self.server = HttpsServer(self.services, ensure_certificate(self.paths))
+                files = ensure_certificate(self.paths)
+                self._tls, self._served_tls = files, _stamp(files)
+                self._seen_tls = self._served_tls
+                self.server = HttpsServer(self.services, files)
                 endpoint = self.server.start(host, port)
             except Exception as exc:
                 self.server = None
@@ -145,7 +221,8 @@ class VaultRuntime:
                 self.server = None
 
     def _supervise(self) -> None:
-        """Restart the server thread if it dies; rotate the master key when it is due (checked hourly)."""
+        """Restart the server thread if it dies or its certificate is re-issued on disk (by `vaultserver cert
+        regenerate` from a terminal, say); rotate the master key when it is due (checked hourly)."""
         next_key_check = 0.0
         while not self._watchdog_stop.wait(0 if next_key_check == 0 else self.WATCHDOG_SECONDS):
             if self._restart_requested.is_set():
@@ -163,9 +240,26 @@ class VaultRuntime:
                         self._start_server()
                     except Exception:
                         log.exception("Restarting the HTTPS server failed")
+            self._follow_certificate()
             if time.monotonic() >= next_key_check:
                 next_key_check = time.monotonic() + self.KEY_CHECK_SECONDS
                 self._rotate_if_due()
+
+    def _follow_certificate(self) -> None:
+        """Serve a certificate re-issued on disk. The files are written one after the other, so a change is
+        acted on only when a second look finds it settled (a few seconds after the new files appear)."""
+        with self._server_lock:
+            if not (self.server or self.last_error) or self._tls is None:
+                return
+            seen, self._seen_tls = self._seen_tls, _stamp(self._tls)
+            if self._seen_tls == self._served_tls or self._seen_tls != seen:
+                return
+            log.info("The HTTPS certificate changed on disk; serving the new one")
+            try:
+                self.restart_server()
+            except Exception:
+                self._served_tls = self._seen_tls  # tried once; the next change of the files tries again
+                log.exception("Serving the new certificate failed")
 
     def _rotate_if_due(self) -> None:
         try:
@@ -212,12 +306,54 @@ class VaultRuntime:
     def urls(self) -> list[str]:
         return urls_for(self.endpoint.host, self.endpoint.port) if self.endpoint else []
 
-    def health(self) -> dict:
-        counts = self.services.queue.counts()
-        return {"running": self.running, "server": bool(self.server and self.server.alive),
-                "urls": self.urls(), "paused": self.pipeline.workers.paused,
-                "mdns": self.advertiser is not None, "queue_active": counts.active, "queue": asdict(counts),
-                "server_restarts": self.restarts, "error": self.last_error}
+    def health(self) -> Health:
+        return Health(self.running, bool(self.server and self.server.alive), tuple(self.urls()), self.paused,
+                      self.advertiser is not None, self.services.queue.counts(), self.restarts,
+                      self.last_error)
+
+    # --- the pipeline, for the front ends ---------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self.pipeline.workers.paused
+
+    def pause(self) -> None:
+        """Hold conversions (files keep being queued); a job under way finishes first."""
+        self.pipeline.workers.pause()
+
+    def resume(self) -> None:
+        self.pipeline.workers.resume()
+
+    def on_job_event(self, listener: JobListener) -> Callable[[], None]:
+        """Call `listener` as each job finishes (on the worker's thread); returns what unsubscribes it."""
+        listeners = self.pipeline.workers.listeners
+        listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+        return unsubscribe
+
+    @property
+    def import_folder(self) -> Path:
+        return self.services.settings.current.import_path(self.paths)
+
+    def import_files(self, files: Sequence[Path]) -> list[Path]:
+        """Copy the owner's files into the import folder (never seen half-copied); the originals stay put."""
+        return copy_into(list(files), self.import_folder)
+
+    # --- the certificate ---------------------------------------------------------------------------------
+
+    def certificate(self) -> CertificateDetails:
+        """The server certificate (issued first if missing, expiring, or not naming this Mac's addresses)."""
+        return CertificateDetails.of(ensure_certificate(self.paths))
+
+    def reissue_certificate(self) -> CertificateDetails:
+        """A new server certificate under the same CA, served at once if Vault is serving."""
+        with self._server_lock:
+            files = ensure_certificate(self.paths, force=True)
+            self.restart_server()
+        return CertificateDetails.of(files)
 
     def restart_server(self) -> None:
         """A new listener on the current address: after a port change or a new certificate."""

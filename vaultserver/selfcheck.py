@@ -34,14 +34,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from vaultserver.config import AppPaths
     from vaultserver.runtime import VaultRuntime
     from vaultserver.services import Services
     from vaultserver.services.library import MediaItem
 
 log = logging.getLogger(__name__)
 
-PACKAGES = ("vaultserver", "gui")
+PACKAGES = ("vaultserver",)  # this package knows no front end; the packaged app adds its own (see `run`)
+# The scratch folder's settings for a check against the clock: a file that fails is not retried, and a missed
+# file event is made up for within a second.
+TRIAL_SETTINGS = {"rescan_seconds": 1.0, "max_attempts": 1}
 # Alembic runs the migration scripts inside its own context; imported bare they fail by design.
 NOT_IMPORTED = ("vaultserver.db.migrations",)
 TIMEOUT_SECONDS = 120.0
@@ -116,17 +118,6 @@ def check_ffmpeg_binary() -> str:
 # --- the throwaway Vault ------------------------------------------------------------------------------------
 
 
-def throwaway_paths(root: Path) -> AppPaths:
-    """A data folder under `root` that touches nothing outside it: the master key in the file key store
-    (never the keychain), no mDNS, and quick imports. The GUI's offscreen modes use it too."""
-    from vaultserver.config import AppPaths, Settings, save_settings
-
-    paths = AppPaths(root / "vault").ensure()
-    save_settings(paths, Settings(keystore="file", mdns_enabled=False, stable_seconds=0.0,
-                                  rescan_seconds=1.0, max_attempts=1, workers=2))
-    return paths
-
-
 class Trial:
     """A real Vault on a temporary data folder, and the checks that drive it, in order."""
 
@@ -146,10 +137,11 @@ class Trial:
                 ("video", self.ingest_video), ("sign-in", self.read_back)]
 
     def open_data_folder(self) -> str:
+        from vaultserver.config import AppPaths
         from vaultserver.services import open_services
 
         # Opening creates the database and runs every migration.
-        self.services = open_services(throwaway_paths(self.root))
+        self.services = open_services(AppPaths.scratch(self.root, **TRIAL_SETTINGS))
         revision = self.services.db.current_revision()
         if revision != self.services.db.head_revision():
             raise CheckFailed(f"the database is at revision {revision}, not the newest")
@@ -332,11 +324,13 @@ def _marks(out: TextIO) -> tuple[str, str, str]:
     return "✓", "✗", "–"
 
 
-def run(out: TextIO, extra_checks: Sequence[Check] = (), timeout: float = TIMEOUT_SECONDS) -> bool:
+def run(out: TextIO, extra_checks: Sequence[Check] = (), timeout: float = TIMEOUT_SECONDS,
+        packages: Sequence[str] = PACKAGES) -> bool:
     """Run every check, writing one line each to `out` as it finishes; True if all passed.
 
-    `extra_checks` run after ffmpeg's (the packaged app adds its Qt check there: this package never imports
-    Qt). A failure in the running Vault skips the checks that build on it; the stop always runs.
+    `packages` are the ones whose every module is imported, and `extra_checks` run after ffmpeg's: the
+    packaged app passes its GUI package and its Qt check in, since this package never names either. A
+    failure in the running Vault skips the checks that build on it; the stop always runs.
     """
     good, bad, skip = _marks(out)
     results: list[Result] = []
@@ -350,7 +344,8 @@ def run(out: TextIO, extra_checks: Sequence[Check] = (), timeout: float = TIMEOU
     started = time.perf_counter()
     build = "frozen app" if getattr(sys, "frozen", False) else f"Python {sys.version.split()[0]}"
     out.write(f"Vault self-check ({build}, {sys.platform})\n")
-    for name, check in [("modules", import_all), ("ffmpeg", check_ffmpeg_binary), *extra_checks]:
+    modules = ("modules", lambda: import_all(packages))
+    for name, check in [modules, ("ffmpeg", check_ffmpeg_binary), *extra_checks]:
         report(_timed(name, check))
     root = Path(tempfile.mkdtemp(prefix="vault-self-check-")).resolve()  # resolved: on macOS /var is a link
     trial = Trial(root, timeout)

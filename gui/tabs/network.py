@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QPushButton, QVBox
 from gui.controller import VaultController
 from gui.settings_form import SettingsForm
 from gui.tabs import Tab, confirm, when
-from vaultserver.crypto.tls import CertificateInfo, describe, ensure_certificate
+from vaultserver.runtime import CertificateDetails
 
 
 class NetworkTab(Tab):
@@ -47,10 +47,9 @@ class NetworkTab(Tab):
         controller.message.connect(self.say)
 
     def refresh(self) -> None:
-        paths = self.controller.paths
-        self.load(lambda: describe(ensure_certificate(paths).cert), self._show)
+        self.load(self.controller.certificate, self._show)
 
-    def _show(self, info: CertificateInfo) -> None:
+    def _show(self, info: CertificateDetails) -> None:
         self.subject.setText(f"{info.subject} (by {info.issuer})")
         self.names.setText(", ".join(info.names))
         self.expires.setText(when(info.not_after))
@@ -61,13 +60,6 @@ class NetworkTab(Tab):
                        "and addresses? The server restarts. Devices that trusted Vault's own authority keep "
                        "trusting it.", "Issue"):
             return
-        paths, runtime = self.controller.paths, self.controller.runtime
-
-        def issue() -> CertificateInfo:
-            files = ensure_certificate(paths, force=True)
-            runtime.restart_server()
-            return describe(files.cert)
-
         self.say("Issuing a new certificate and restarting the server…")
-        self.controller.run(issue, lambda info: (self._show(info), self.say("New certificate in use.")),
-                            self.fail)
+        self.controller.run(self.controller.reissue_certificate,
+                            lambda info: (self._show(info), self.say("New certificate in use.")), self.fail)
