@@ -28,6 +28,7 @@ from vaultserver.services.queue import JobView
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".vault-error.json"
+GONE = "The file disappeared before it was processed"
 
 
 class WorkerPool:
@@ -80,7 +81,11 @@ class WorkerPool:
             self._running.wait()
             if self._stop.is_set():
                 break
-            job = queue.claim()
+            max_attempts = self._services.settings.current.max_attempts
+            if exhausted := queue.claim_exhausted(max_attempts):
+                self._give_up(exhausted)
+                continue
+            job = queue.claim(max_attempts)
             if job is None:
                 wait = queue.next_due_in()
                 with queue.changed:  # _stop is checked under the lock stop() notifies with: no lost wake-up
@@ -105,7 +110,7 @@ class WorkerPool:
         import_root, source = Path(job.import_root), job.source
         report = lambda stage, fraction: services.queue.report(job.id, stage, fraction)  # noqa: E731
         if not source.is_file():
-            services.queue.finish(job.id, "gone", error="The file disappeared before it was processed")
+            services.queue.finish(job.id, "gone", error=GONE)
             return
         try:
             report("hashing", 0.0)
@@ -125,7 +130,7 @@ class WorkerPool:
             self._quarantine(job, source, import_root, exc.message, exc.details)
             return
         except InterruptedError:
-            services.queue.retry_later(job.id, "Interrupted by shutdown", 0)
+            services.queue.put_back(job.id)  # a shutdown is not the file's fault: no attempt used
             return
         except Exception as exc:
             log.exception("Processing %s failed", job.source_path)
@@ -133,6 +138,17 @@ class WorkerPool:
             return
         self._remove_original(source, import_root)
         self._emit("done", job.id)
+
+    def _give_up(self, job: JobView) -> None:
+        """A job that was under way every time Vault stopped, `max_attempts` times: quarantined, not run."""
+        try:
+            if not job.source.is_file():
+                self._services.queue.finish(job.id, "gone", error=GONE)
+                return
+            reason = f"Vault stopped {job.attempts} times while converting this file; it is not tried again"
+            self._quarantine(job, job.source, Path(job.import_root), reason, {"attempts": job.attempts})
+        except Exception:  # never let one job kill a worker
+            log.exception("Could not give up on %s", job.source_path)
 
     def _retry_or_quarantine(self, job: JobView, source: Path, import_root: Path, exc: Exception) -> None:
         settings = self._services.settings.current
