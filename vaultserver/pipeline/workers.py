@@ -3,7 +3,8 @@
 The rule that matters: an original leaves the import folder only after its encrypted result is committed.
 A job's file is where it was found (its absolute path), whatever the import folder setting says by now.
 Bad input (corrupt, not media) goes to `failed/` unchanged with a sidecar saying why; other errors are
-retried with backoff up to the configured number of attempts, then go to `failed/` too.
+retried with backoff up to the configured number of attempts, then go to `failed/` too. Only Vault's own
+import folder is emptied into `failed/`: in a folder the owner chose, such files are reported and left.
 """
 
 from __future__ import annotations
@@ -161,9 +162,27 @@ class WorkerPool:
         self._quarantine(job, source, import_root, "Conversion kept failing", {"error": message})
 
     def _quarantine(self, job: JobView, source: Path, import_root: Path, reason: str, details: dict) -> None:
-        """Move the untouched original to failed/ with a sidecar; never delete it."""
+        """Move the untouched original to failed/ with a sidecar; never delete it.
+
+        Only from the import folder Vault created: a folder the owner chose holds their own files, so there
+        a file Vault cannot take is reported (job, log, audit) and left where it is; the queue does not take
+        it again unless it changes.
+        """
         services = self._services
-        dest = _free_name(services.paths.failed / source.name)
+        if import_root.resolve() == services.paths.default_imports.resolve():
+            where = {"moved_to": self._move_to_failed(job, source, import_root, reason, details)}
+            log.warning("Moved %s to failed/: %s", job.source_path, reason)
+        else:
+            where = {"left_in": str(import_root)}
+            log.warning("Left %s in %s: %s", job.source_path, import_root, reason)
+        services.queue.finish(job.id, "failed", error=reason)
+        services.audit.record(AuditEvent("ingest_failed", outcome="failed", resource=job.source_path,
+                                         details={"reason": reason, **details, **where}))
+        self._emit("failed", job.id)
+
+    def _move_to_failed(self, job: JobView, source: Path, import_root: Path, reason: str,
+                        details: dict) -> str:
+        dest = _free_name(self._services.paths.failed / source.name)
         try:
             _move(source, dest)
             sidecar = dest.with_name(dest.name + SIDECAR_SUFFIX)
@@ -173,11 +192,7 @@ class WorkerPool:
             _prune_empty_dirs(source.parent, import_root)
         except OSError as exc:  # the original stays where it was; it is still not lost
             log.error("Could not move %s to the failed folder: %s", source, exc)
-        services.queue.finish(job.id, "failed", error=reason)
-        services.audit.record(AuditEvent("ingest_failed", outcome="failed", resource=job.source_path,
-                                         details={"reason": reason, **details, "moved_to": dest.name}))
-        log.warning("Moved %s to failed/: %s", job.source_path, reason)
-        self._emit("failed", job.id)
+        return dest.name
 
     @staticmethod
     def _remove_original(source: Path, import_root: Path) -> None:

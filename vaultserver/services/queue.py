@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePath
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import and_, event, or_
 from sqlmodel import Session, col, func, select
 
 from vaultserver.db import Database
@@ -101,11 +101,16 @@ class QueueService:
 
     def enqueue(self, path: Path, import_root: Path, size: int, mtime: float) -> str | None:
         """Add a job for the file at `path`, found under `import_root`, unless one for it is already waiting
-        or running. Returns the new job id."""
+        or running, or it already failed as it is now. Returns the new job id."""
         path, import_root = path.absolute(), import_root.absolute()
         with self._db.session() as session:
+            # A file that failed and was left in place (a folder the owner chose) is not taken again until
+            # it changes.
             existing = session.exec(select(ProcessingJob.id).where(
-                ProcessingJob.path == str(path), col(ProcessingJob.status).in_(ACTIVE))).first()
+                ProcessingJob.path == str(path),
+                or_(col(ProcessingJob.status).in_(ACTIVE),
+                    and_(ProcessingJob.status == "failed", ProcessingJob.size == size,
+                         ProcessingJob.mtime == mtime)))).first()
             if existing:
                 return None
             job = ProcessingJob(path=str(path), import_root=str(import_root), original_name=path.name,
