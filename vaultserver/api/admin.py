@@ -7,7 +7,7 @@ from typing import Any
 from quart import Blueprint, Response, g, jsonify, request
 
 from vaultserver.api.context import json_body, require_auth, run, services, text_field
-from vaultserver.errors import ValidationError
+from vaultserver.errors import ValidationError, VaultError
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -108,6 +108,10 @@ async def get_settings() -> Response:
 @require_auth(admin=True)
 async def change_settings() -> Response:
     body = await json_body()
+    if "import_dir" in body and body["import_dir"] != services().settings.current.import_dir:
+        # Vault empties that folder: only the owner at the Mac (the app or the command line) may choose it.
+        raise VaultError("The import folder can only be changed in the Vault app on the Mac itself",
+                         code="SEC_003", status=403, details={"field": "import_dir"})
     updated = await run(services().settings.update, **body)
     return jsonify({"settings": updated.model_dump()})
 

@@ -93,7 +93,8 @@ class EncryptionKey(SQLModel, table=True):
     __tablename__ = "encryption_keys"
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    media_id: str = Field(foreign_key="media_files.id", index=True, max_length=32)
+    # CASCADE: a key never outlives its item, even if a row is removed outside LibraryService.delete().
+    media_id: str = Field(foreign_key="media_files.id", ondelete="CASCADE", index=True, max_length=32)
     purpose: str = Field(max_length=8)
     wrapped_key: bytes
     master_key_id: str = Field(index=True, max_length=32)
@@ -152,7 +153,9 @@ class PlaybackPosition(SQLModel, table=True):
 
     __tablename__ = "playback_positions"
 
-    user_id: str = Field(foreign_key="users.id", primary_key=True, max_length=32)
-    media_id: str = Field(foreign_key="media_files.id", primary_key=True, max_length=32)
+    # A position belongs to its user and its video: deleting either takes it along (a watched video used
+    # to be undeletable because the position row held on to it).
+    user_id: str = Field(foreign_key="users.id", ondelete="CASCADE", primary_key=True, max_length=32)
+    media_id: str = Field(foreign_key="media_files.id", ondelete="CASCADE", primary_key=True, max_length=32)
     position: float = 0.0
     updated_at: datetime = Field(default_factory=utcnow)

@@ -2,12 +2,15 @@
 
 Everything stays in memory (the caller encrypts it), so no plaintext derivative reaches the disk. Large
 JPEGs are decoded at reduced scale (`draft`) when they will be shrunk anyway, keeping memory and time low.
+Animations are bounded by frames x pixels before decoding and encoded one frame at a time. A memory ceiling
+enforced by the OS needs conversion in a child process; until then these budgets are the bound.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +29,9 @@ except ImportError:  # pragma: no cover - declared dependency; a missing wheel o
     log.warning("pillow-heif is not available: HEIC/HEIF photos will be rejected")
 
 MAX_SIZE = (3840, 2160)  # long side x short side
+# Decoding work allowed for one animation, in source pixels x frames: e.g. 240 frames of 1080p, 60 of 4K.
+MAX_ANIMATION_WORK = 500_000_000
+ANIMATION_MEMORY = 256 * 1024 * 1024  # bytes: all output frames as RGBA (see animation_size)
 THUMB_SIZE = 300
 QUALITY, THUMB_QUALITY = 85, 75
 _EXIF_IFD = 0x8769
@@ -117,21 +123,68 @@ def _thumbnail(im: Image.Image) -> bytes:
     return _encode(thumb, THUMB_QUALITY, None)
 
 
+def animation_size(width: int, height: int, frames: int) -> tuple[int, int]:
+    """The output frame size for an animation, or MediaError when decoding it is more work than allowed.
+
+    Pillow composes every frame onto the full canvas, so a few KB of GIF (1x1 frames on a 4K canvas) can ask
+    for frames x width x height of decoding: that product is what is bounded, before anything is decoded.
+    The output is then shrunk until all its frames as RGBA would fit in ANIMATION_MEMORY, which bounds the
+    encoder's work and the result's size whatever the frame count.
+    """
+    work = frames * width * height
+    if work > MAX_ANIMATION_WORK:
+        raise MediaError("The animation has too many frames for its size to convert safely",
+                         details={"frames": frames, "width": width, "height": height,
+                                  "pixels_x_frames": work, "limit": MAX_ANIMATION_WORK})
+    fitted = _fit_box(width, height, *MAX_SIZE)
+    per_frame = ANIMATION_MEMORY // (4 * frames)
+    if fitted[0] * fitted[1] <= per_frame:
+        return fitted
+    scale = math.sqrt(per_frame / (fitted[0] * fitted[1]))
+    return max(1, math.floor(fitted[0] * scale)), max(1, math.floor(fitted[1] * scale))
+
+
+class _FittedFrames(Image.Image):
+    """An animation seen through its fitted RGBA frames, each made only when the encoder seeks to it.
+
+    The WebP encoder reads a multi-frame image frame by frame (`n_frames`, `seek`), so only the frame being
+    encoded exists, never a list of all of them: memory does not grow with the frame count. Each frame's
+    duration is known only once it is decoded (WebP sources), so `durations` fills in as frames are read;
+    the encoder reads a frame's duration after adding that frame.
+    """
+
+    def __init__(self, source: Image.Image, size: tuple[int, int]) -> None:
+        super().__init__()
+        self._source, self._fitted = source, size
+        self.n_frames: int = source.n_frames
+        self.durations: list[int] = []
+        self._current = -1
+        self.seek(0)
+
+    def seek(self, frame: int) -> None:
+        if frame == self._current:
+            return
+        self._source.seek(frame)
+        picture = self._source.convert("RGBA")
+        if picture.size != self._fitted:
+            picture = picture.resize(self._fitted, Image.Resampling.LANCZOS)
+        self.im, self._mode, self._size = picture.im, picture.mode, picture.size
+        if frame == len(self.durations):
+            self.durations.append(int(self._source.info.get("duration", 100)) or 100)
+        self._current = frame
+
+    def tell(self) -> int:
+        return self._current
+
+
 def _animated(im: Image.Image) -> tuple[bytes, Image.Image, tuple[int, int]]:
-    """Animated GIF/WebP/PNG -> animated WebP, each frame fitted, timing kept."""
-    frames, durations = [], []
-    size = _fit_box(im.width, im.height, *MAX_SIZE)
-    for index in range(getattr(im, "n_frames", 1)):
-        im.seek(index)
-        frame = im.convert("RGBA")
-        if frame.size != size:
-            frame = frame.resize(size, Image.Resampling.LANCZOS)
-        frames.append(frame)
-        durations.append(int(im.info.get("duration", 100)) or 100)
+    """Animated GIF/WebP/PNG -> animated WebP, frames fitted, timing kept, one frame in memory at a time."""
+    frames = _FittedFrames(im, animation_size(im.width, im.height, im.n_frames))
+    first = frames.copy()
     buffer = io.BytesIO()
-    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], duration=durations,
-                   loop=int(im.info.get("loop", 0)), quality=QUALITY, method=4)
-    return buffer.getvalue(), frames[0], size
+    frames.save(buffer, "WEBP", save_all=True, duration=frames.durations, loop=int(im.info.get("loop", 0)),
+                quality=QUALITY, method=4)
+    return buffer.getvalue(), first, first.size
 
 
 def convert_image(path: Path) -> ImageResult:

@@ -2,6 +2,8 @@
 
 A file is queued only once it looks finished: not hidden, not a browser/Finder partial download, and its
 size and modification time unchanged for `stable_seconds` (a copy in progress keeps changing both).
+Nothing inside Vault's data folder is ever taken except from the import folder itself (`failed/` nested in
+it, or a link into `library/`, is skipped), and a refused import folder is not read at all.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from vaultserver.services.queue import QueueService
-from vaultserver.services.settings import SettingsService
+from vaultserver.services.settings import SettingsService, import_folder_refusal
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,20 @@ class ImportWatcher:
         self._thread: threading.Thread | None = None
         self.root: Path | None = None
 
+    def _refused(self, root: Path) -> bool:
+        if reason := import_folder_refusal(self._settings.paths, str(root.absolute())):
+            log.error("Not reading the import folder %s: it %s", root, reason)
+            return True
+        return False
+
+    def _fenced(self, path: Path, root: Path) -> bool:
+        """Inside the data folder (links resolved) but not inside the import folder: never Vault's to take."""
+        found, data = path.resolve(), self._settings.paths.root.resolve()
+        return found.is_relative_to(data) and not found.is_relative_to(root.resolve())
+
     def start(self, root: Path) -> None:
+        if self._refused(root):
+            return
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self._stop.clear()
@@ -92,8 +107,11 @@ class ImportWatcher:
     def scan(self, root: Path) -> int:
         """Note every candidate file under root; returns how many were seen."""
         seen = 0
+        if self._refused(root):
+            return seen
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            dirnames[:] = [d for d in dirnames
+                           if not d.startswith(".") and not self._fenced(Path(dirpath) / d, root)]
             for name in filenames:
                 self.notice(Path(dirpath) / name)
                 seen += 1
@@ -112,7 +130,7 @@ class ImportWatcher:
             except (ValueError, OSError):
                 self._forget(path)
                 continue
-            if not is_candidate(relative) or not path.is_file():
+            if not is_candidate(relative) or self._fenced(path, root) or not path.is_file():
                 self._forget(path)
                 continue
             current = (stat.st_size, stat.st_mtime)

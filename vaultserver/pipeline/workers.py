@@ -3,7 +3,8 @@
 The rule that matters: an original leaves the import folder only after its encrypted result is committed.
 A job's file is where it was found (its absolute path), whatever the import folder setting says by now.
 Bad input (corrupt, not media) goes to `failed/` unchanged with a sidecar saying why; other errors are
-retried with backoff up to the configured number of attempts, then go to `failed/` too.
+retried with backoff up to the configured number of attempts, then go to `failed/` too. Only Vault's own
+import folder is emptied into `failed/`: in a folder the owner chose, such files are reported and left.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from vaultserver.services.queue import JobView
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".vault-error.json"
+GONE = "The file disappeared before it was processed"
 
 
 class WorkerPool:
@@ -80,7 +82,11 @@ class WorkerPool:
             self._running.wait()
             if self._stop.is_set():
                 break
-            job = queue.claim()
+            max_attempts = self._services.settings.current.max_attempts
+            if exhausted := queue.claim_exhausted(max_attempts):
+                self._give_up(exhausted)
+                continue
+            job = queue.claim(max_attempts)
             if job is None:
                 wait = queue.next_due_in()
                 with queue.changed:  # _stop is checked under the lock stop() notifies with: no lost wake-up
@@ -105,7 +111,7 @@ class WorkerPool:
         import_root, source = Path(job.import_root), job.source
         report = lambda stage, fraction: services.queue.report(job.id, stage, fraction)  # noqa: E731
         if not source.is_file():
-            services.queue.finish(job.id, "gone", error="The file disappeared before it was processed")
+            services.queue.finish(job.id, "gone", error=GONE)
             return
         try:
             report("hashing", 0.0)
@@ -125,7 +131,7 @@ class WorkerPool:
             self._quarantine(job, source, import_root, exc.message, exc.details)
             return
         except InterruptedError:
-            services.queue.retry_later(job.id, "Interrupted by shutdown", 0)
+            services.queue.put_back(job.id)  # a shutdown is not the file's fault: no attempt used
             return
         except Exception as exc:
             log.exception("Processing %s failed", job.source_path)
@@ -133,6 +139,17 @@ class WorkerPool:
             return
         self._remove_original(source, import_root)
         self._emit("done", job.id)
+
+    def _give_up(self, job: JobView) -> None:
+        """A job that was under way every time Vault stopped, `max_attempts` times: quarantined, not run."""
+        try:
+            if not job.source.is_file():
+                self._services.queue.finish(job.id, "gone", error=GONE)
+                return
+            reason = f"Vault stopped {job.attempts} times while converting this file; it is not tried again"
+            self._quarantine(job, job.source, Path(job.import_root), reason, {"attempts": job.attempts})
+        except Exception:  # never let one job kill a worker
+            log.exception("Could not give up on %s", job.source_path)
 
     def _retry_or_quarantine(self, job: JobView, source: Path, import_root: Path, exc: Exception) -> None:
         settings = self._services.settings.current
@@ -145,9 +162,27 @@ class WorkerPool:
         self._quarantine(job, source, import_root, "Conversion kept failing", {"error": message})
 
     def _quarantine(self, job: JobView, source: Path, import_root: Path, reason: str, details: dict) -> None:
-        """Move the untouched original to failed/ with a sidecar; never delete it."""
+        """Move the untouched original to failed/ with a sidecar; never delete it.
+
+        Only from the import folder Vault created: a folder the owner chose holds their own files, so there
+        a file Vault cannot take is reported (job, log, audit) and left where it is; the queue does not take
+        it again unless it changes.
+        """
         services = self._services
-        dest = _free_name(services.paths.failed / source.name)
+        if import_root.resolve() == services.paths.default_imports.resolve():
+            where = {"moved_to": self._move_to_failed(job, source, import_root, reason, details)}
+            log.warning("Moved %s to failed/: %s", job.source_path, reason)
+        else:
+            where = {"left_in": str(import_root)}
+            log.warning("Left %s in %s: %s", job.source_path, import_root, reason)
+        services.queue.finish(job.id, "failed", error=reason)
+        services.audit.record(AuditEvent("ingest_failed", outcome="failed", resource=job.source_path,
+                                         details={"reason": reason, **details, **where}))
+        self._emit("failed", job.id)
+
+    def _move_to_failed(self, job: JobView, source: Path, import_root: Path, reason: str,
+                        details: dict) -> str:
+        dest = _free_name(self._services.paths.failed / source.name)
         try:
             _move(source, dest)
             sidecar = dest.with_name(dest.name + SIDECAR_SUFFIX)
@@ -157,11 +192,7 @@ class WorkerPool:
             _prune_empty_dirs(source.parent, import_root)
         except OSError as exc:  # the original stays where it was; it is still not lost
             log.error("Could not move %s to the failed folder: %s", source, exc)
-        services.queue.finish(job.id, "failed", error=reason)
-        services.audit.record(AuditEvent("ingest_failed", outcome="failed", resource=job.source_path,
-                                         details={"reason": reason, **details, "moved_to": dest.name}))
-        log.warning("Moved %s to failed/: %s", job.source_path, reason)
-        self._emit("failed", job.id)
+        return dest.name
 
     @staticmethod
     def _remove_original(source: Path, import_root: Path) -> None:

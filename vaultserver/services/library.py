@@ -251,6 +251,10 @@ class LibraryService:
             positions = select(PlaybackPosition).where(PlaybackPosition.media_id == media_id)
             for position in session.exec(positions).all():
                 session.delete(position)
+            # Rows that point at the item go first: the unit of work does not order deletes of unrelated
+            # mappers, and a position flushed after its video is a foreign-key failure (the schema also
+            # cascades, for rows removed any other way).
+            session.flush()
             session.delete(row)
             self._audit.record_in(session, AuditEvent("media_deleted", username=actor, resource=media_id,
                                                       details={"original_name": row.original_name}))

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePath
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import and_, event, or_
 from sqlmodel import Session, col, func, select
 
 from vaultserver.db import Database
@@ -102,11 +102,16 @@ class QueueService:
 
     def enqueue(self, path: Path, import_root: Path, size: int, mtime: float) -> str | None:
         """Add a job for the file at `path`, found under `import_root`, unless one for it is already waiting
-        or running. Returns the new job id."""
+        or running, or it already failed as it is now. Returns the new job id."""
         path, import_root = path.absolute(), import_root.absolute()
         with self._db.session() as session:
+            # A file that failed and was left in place (a folder the owner chose) is not taken again until
+            # it changes.
             existing = session.exec(select(ProcessingJob.id).where(
-                ProcessingJob.path == str(path), col(ProcessingJob.status).in_(ACTIVE))).first()
+                ProcessingJob.path == str(path),
+                or_(col(ProcessingJob.status).in_(ACTIVE),
+                    and_(ProcessingJob.status == "failed", ProcessingJob.size == size,
+                         ProcessingJob.mtime == mtime)))).first()
             if existing:
                 return None
             job = ProcessingJob(path=str(path), import_root=str(import_root), original_name=path.name,
@@ -116,12 +121,19 @@ class QueueService:
         self._notify()
         return job.id
 
-    def claim(self) -> JobView | None:
-        """Take the oldest job that is due. One claim at a time, so two workers never get the same job."""
+    def claim(self, max_attempts: int | None = None) -> JobView | None:
+        """Take the oldest job that is due. One claim at a time, so two workers never get the same job.
+
+        A job that already used `max_attempts` is never handed out: it only gets there by being under way
+        each time Vault stopped (retries end in failed/ before that), so running it again would repeat a
+        crash. `claim_exhausted()` hands those out to be quarantined instead.
+        """
         with self._claim_lock, self._db.session() as session:
-            job = session.exec(select(ProcessingJob).where(
+            query = select(ProcessingJob).where(
                 ProcessingJob.status == "queued", col(ProcessingJob.next_attempt_at) <= utcnow())
-                .order_by(col(ProcessingJob.created_at)).limit(1)).first()
+            if max_attempts is not None:
+                query = query.where(col(ProcessingJob.attempts) < max_attempts)
+            job = session.exec(query.order_by(col(ProcessingJob.created_at)).limit(1)).first()
             if job is None:
                 return None
             job.status, job.stage, job.progress = "processing", "starting", 0.0
@@ -130,6 +142,22 @@ class QueueService:
             session.add(job)
         self._live[job.id] = ("starting", 0.0)
         self._notify()
+        return JobView.from_row(job)
+
+    def claim_exhausted(self, max_attempts: int) -> JobView | None:
+        """Take a waiting job that used all its attempts, to be quarantined without running it again.
+
+        It is marked "processing" (stage "giving up") so that exactly one worker deals with it; its attempt
+        count is left as it is, for the reason shown to the owner.
+        """
+        with self._claim_lock, self._db.session() as session:
+            job = session.exec(select(ProcessingJob).where(
+                ProcessingJob.status == "queued", col(ProcessingJob.attempts) >= max_attempts)
+                .order_by(col(ProcessingJob.created_at)).limit(1)).first()
+            if job is None:
+                return None
+            job.status, job.stage = "processing", "giving up"
+            session.add(job)
         return JobView.from_row(job)
 
     def report(self, job_id: str, stage: str, progress: float) -> None:
@@ -193,15 +221,27 @@ class QueueService:
         self._live.pop(job_id, None)
         self._notify()
 
+    def put_back(self, job_id: str) -> None:
+        """A job stopped on purpose (shutdown) before it finished: back in line, the attempt not counted."""
+        with self._db.session() as session:
+            job = session.get(ProcessingJob, job_id)
+            if job:
+                job.status, job.stage, job.next_attempt_at = "queued", "interrupted", utcnow()
+                job.attempts = max(0, job.attempts - 1)
+                session.add(job)
+        self._live.pop(job_id, None)
+        self._notify()
+
     def recover_interrupted(self) -> list[JobView]:
-        """Jobs left 'processing' by a crash go back in line; their attempt still counts."""
+        """Jobs left 'processing' by a crash go back in line; their attempt still counts, so a file that
+        crashes Vault is given up on after `max_attempts` starts (see `claim()`)."""
         with self._db.session() as session:
             rows = session.exec(select(ProcessingJob).where(ProcessingJob.status == "processing")).all()
             for job in rows:
                 job.status, job.stage, job.next_attempt_at = "queued", "interrupted", utcnow()
                 session.add(job)
         for job in rows:
-            log.warning("Re-queued %s, interrupted during processing", job.path)
+            log.warning("Re-queued %s, interrupted during processing (attempt %d)", job.path, job.attempts)
         return [JobView.from_row(r) for r in rows]
 
     def get(self, job_id: str) -> JobView | None:

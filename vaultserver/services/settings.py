@@ -1,10 +1,17 @@
-"""Reading and changing settings; listeners (the runtime, the GUI controller) hear about every change."""
+"""Reading and changing settings; listeners (the runtime, the GUI controller) hear about every change.
+
+The import folder is fenced here, the one place the admin API, the CLI and the app all change settings
+through: Vault deletes what it imports and moves what it cannot read, so the folder may never be Vault's own
+data folder, anything inside it (but the default `imports/`), anything containing it, the home folder or
+the top of the disk.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from vaultserver.config import AppPaths, Settings, load_settings, save_settings
@@ -15,16 +22,61 @@ log = logging.getLogger(__name__)
 Listener = Callable[[Settings, Settings], None]
 
 
+def import_folder_refusal(paths: AppPaths, folder: str) -> str | None:
+    """Why `folder` cannot be the import folder, or None when it can ("" is the default, always fine).
+
+    `~` and symbolic links are resolved first, so a link to the data folder is seen for what it is.
+    """
+    if not folder:
+        return None
+    given = Path(folder).expanduser()
+    if not given.is_absolute():
+        return "is not a full path (start it with / or ~)"
+    chosen, data = given.resolve(), paths.root.resolve()
+    if chosen == paths.default_imports.resolve():
+        return None
+    if chosen == Path(chosen.anchor):
+        return "is the top of the disk"
+    if chosen == Path.home().resolve():
+        return "is your home folder itself (choose a folder inside it)"
+    if chosen == data:
+        return "is Vault's data folder"
+    if chosen.is_relative_to(data):
+        return "is inside Vault's data folder (only its imports folder may be used)"
+    if data.is_relative_to(chosen):
+        return "contains Vault's data folder"
+    return None
+
+
+def check_import_folder(paths: AppPaths, folder: str) -> None:
+    """VALIDATION_001 naming the reason when `folder` may not be the import folder."""
+    if reason := import_folder_refusal(paths, folder):
+        raise ValidationError(f"The import folder {folder} {reason}: Vault removes the files it imports "
+                              "from that folder", details={"fields": {"import_dir": reason}})
+
+
 class SettingsService:
     def __init__(self, paths: AppPaths) -> None:
         self._paths = paths
         self._lock = threading.Lock()
-        self._current = load_settings(paths)
+        self._current = self._fenced(load_settings(paths))
         self._listeners: list[Listener] = []
+
+    def _fenced(self, loaded: Settings) -> Settings:
+        """A settings file from before the fence, or edited by hand, may name a refused folder."""
+        if reason := import_folder_refusal(self._paths, loaded.import_dir):
+            log.error("Not watching the import folder %s from %s: it %s. Watching %s instead.",
+                      loaded.import_dir, self._paths.settings_file, reason, self._paths.default_imports)
+            return loaded.updated(import_dir="")
+        return loaded
 
     @property
     def current(self) -> Settings:
         return self._current
+
+    @property
+    def paths(self) -> AppPaths:
+        return self._paths
 
     def update(self, **changes: Any) -> Settings:
         """Validate, persist, then notify. Invalid input raises VALIDATION_001 and changes nothing."""
@@ -34,6 +86,8 @@ class SettingsService:
         with self._lock:
             old = self._current
             new = old.updated(**changes)
+            if new.import_dir != old.import_dir:
+                check_import_folder(self._paths, new.import_dir)
             save_settings(self._paths, new)
             self._current = new
         for listener in list(self._listeners):
