@@ -14,9 +14,12 @@ from datetime import timedelta
 
 import bcrypt
 import pytest
+from alembic import command
 from sqlalchemy import text
 
 from tests.support import AppClient
+from vaultserver.db import Database
+from vaultserver.db.engine import alembic_config
 from vaultserver.db.models import User, utcnow
 from vaultserver.errors import VaultError
 from vaultserver.services.users import MAX_FAILURES, password_problems
@@ -218,3 +221,31 @@ def test_the_lock_is_still_enforced_until_it_runs_out(client, make_user, service
     with services.db.session() as session:
         session.get(User, account.id).locked_until = utcnow() - timedelta(seconds=1)
     assert client.login(account.username, account.password).status == 200
+
+
+# --- the schema change -----------------------------------------------------------------------------------
+
+def test_upgrading_keeps_each_live_sessions_earlier_token_as_retired(tmp_path):
+    url = f"sqlite:///{tmp_path / 'vault.db'}"
+    command.upgrade(alembic_config(url), "0004")
+    db = Database(url)
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, username, password_hash, role, is_active, failed_attempts,"
+                          " created_at, updated_at) VALUES ('u1', 'kid', 'x', 'viewer', 1, 0,"
+                          " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+        for sid, revoked in (("live", None), ("ended", "2026-01-02 00:00:00")):
+            conn.execute(text(
+                "INSERT INTO sessions (id, user_id, refresh_token_hash, previous_token_hash, device_name,"
+                " device_type, ip_address, user_agent, created_at, last_activity_at, expires_at, revoked_at)"
+                " VALUES (:sid, 'u1', :now, :before, '', '', '', '', '2026-01-01 00:00:00',"
+                " '2026-01-01 00:00:00', '2026-01-08 00:00:00', :revoked)"),
+                {"sid": sid, "now": f"{sid}-now", "before": f"{sid}-before", "revoked": revoked})
+    db.migrate()
+    with db.engine.connect() as conn:
+        kept = conn.execute(text("SELECT session_id, token_hash FROM retired_refresh_tokens")).all()
+    assert kept == [("live", "live-before")]
+    command.downgrade(alembic_config(url), "0004")
+    with db.engine.connect() as conn:
+        back = dict(conn.execute(text("SELECT id, previous_token_hash FROM sessions")).all())
+    assert back == {"live": "live-before", "ended": None}
+    db.dispose()
