@@ -59,7 +59,7 @@ POLICY: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("a lowercase letter", lambda p: any(c.islower() for c in p)),
     ("a digit", lambda p: any(c.isdigit() for c in p)),
     ("a special character", lambda p: any(not c.isalnum() for c in p)),
-    (f"at most {MAX_PASSWORD_BYTES} bytes in UTF-8 (an accented letter takes 2, an emoji 4)",
+    (f"at most {MAX_PASSWORD_BYTES} bytes (an accented letter counts 2, an emoji 4)",
      lambda p: password_bytes(p) is not None),
 )
 _DUMMY_PASSWORD = b"timing equaliser"
