@@ -25,6 +25,7 @@ from tests.conftest import (
     start_server,
     wait_for,
 )
+from vaultserver.services.users import IpThrottle
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -495,8 +496,9 @@ def test_a_session_ended_elsewhere_returns_to_sign_in_leaving_no_media(browser, 
 
 def test_sign_in_explains_lockouts_and_networks_it_refuses(browser, vault):
     vault.services.users.create("guest", "Gue5t!pass", "viewer")
-    client, throttle = vault.client(), vault.services.users.throttle
-    default_limit, throttle.limit = throttle.limit, 5  # the per-address limit; a locked account says 401
+    # The per-address limit, freshly counted (a locked account answers 401 like a wrong password).
+    client, users = vault.client(), vault.services.users
+    shared_throttle, users.throttle = users.throttle, IpThrottle(limit=5)
     try:
         for _ in range(5):
             assert client.login("guest", "Wrong!pass1").status == 401
@@ -508,7 +510,7 @@ def test_sign_in_explains_lockouts_and_networks_it_refuses(browser, vault):
         # It counts down.
         wait_js(page, f"document.querySelector('#signin-message').textContent !== {first!r}", 5)
     finally:
-        throttle.limit = default_limit
+        users.throttle = shared_throttle
 
     vault.services.settings.update(trusted_proxies=["127.0.0.1/32"])
     try:
