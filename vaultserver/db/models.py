@@ -39,8 +39,7 @@ class DeviceSession(SQLModel, table=True):
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     user_id: str = Field(foreign_key="users.id", index=True, max_length=32)
-    refresh_token_hash: str = Field(index=True, max_length=128)
-    previous_token_hash: str | None = Field(default=None, index=True, max_length=128)
+    refresh_token_hash: str = Field(index=True, max_length=128)  # the current one; earlier ones below
     device_name: str = Field(default="", max_length=128)
     device_type: str = Field(default="", max_length=32)
     ip_address: str = Field(default="", max_length=64)
@@ -50,6 +49,20 @@ class DeviceSession(SQLModel, table=True):
     expires_at: datetime
     revoked_at: datetime | None = None
     revoked_reason: str | None = Field(default=None, max_length=64)
+
+
+class RetiredRefreshToken(SQLModel, table=True):
+    """A refresh token of a session's chain that was already rotated away, kept only as its SHA-256.
+
+    Presenting any of them again means a copy is in someone else's hands, so the session ends. The rows of
+    a session are dropped once it is over (and with it, should the session row itself be deleted).
+    """
+
+    __tablename__ = "retired_refresh_tokens"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    session_id: str = Field(foreign_key="sessions.id", ondelete="CASCADE", index=True, max_length=32)
+    retired_at: datetime = Field(default_factory=utcnow)
 
 
 class MediaFile(SQLModel, table=True):

@@ -1,8 +1,9 @@
 """Signed-in devices: access JWTs, rotating refresh tokens, the session checks every request goes through.
 
 Access tokens are short JWTs (HS256, 15 min) naming their session; refresh tokens are opaque, stored only as
-a SHA-256 hash, and replaced on every refresh. Presenting a refresh token that was already rotated means it
-was copied: the whole session is revoked. Every authenticated request re-checks the session row (revoked,
+a SHA-256 hash, and replaced on every refresh. Every token a session rotated away is kept (as its hash) until
+the session ends: presenting any of them again, or the current one twice at once, means it was copied, and
+the whole session is revoked. Every authenticated request re-checks the session row (revoked,
 expired, idle), so signing a device out takes effect on its very next request; last activity is written at
 most once a minute per session, not on every segment.
 """
@@ -22,13 +23,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import jwt
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, delete, or_, update
 from sqlalchemy import select as core_select
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from vaultserver.config import PRIVATE_FILE_MODE
 from vaultserver.db import Database
-from vaultserver.db.models import DeviceSession, User, utcnow
+from vaultserver.db.models import DeviceSession, RetiredRefreshToken, User, utcnow
 from vaultserver.errors import VaultError
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.settings import SettingsService
@@ -118,6 +119,16 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _forget_ended_chains(session: Session, now: datetime) -> None:
+    """Drop the retired refresh-token hashes of sessions that are over: nothing can be reused there any more.
+    Runs with every sign-in and refresh, so no other way of ending a session needs to remember it."""
+    session.flush()
+    ended = core_select(col(DeviceSession.id)).where(
+        or_(col(DeviceSession.revoked_at).is_not(None), col(DeviceSession.expires_at) <= now))
+    session.connection().execute(
+        delete(RetiredRefreshToken).where(col(RetiredRefreshToken.session_id).in_(ended)))
+
+
 def load_signing_secret(path: Path) -> bytes:
     """The HS256 secret, made once and kept owner-only in private/."""
     if not path.exists():
@@ -173,14 +184,8 @@ class SessionService:
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:
-            return jwt.decode(
-                token,
-                self._secret,
-                algorithms=[ALGORITHM],
-                options={"require": ["exp", "sid", "sub"]},
-                leeway=0,
-                verify=True,
-            )
+            return jwt.decode(token, self._secret, algorithms=[ALGORITHM],
+                              options={"require": ["exp", "sid", "sub"]}, leeway=0, verify=True)
         except jwt.ExpiredSignatureError:
             raise _auth("AUTH_003", "The access token has expired") from None
         except jwt.PyJWTError:
@@ -188,15 +193,8 @@ class SessionService:
 
     # --- life cycle ----------------------------------------------------------------------------------
 
-    def create(
-        self,
-        user: UserView,
-        *,
-        device_name: str = "",
-        device_type: str = "",
-        ip: str = "",
-        user_agent: str = "",
-    ) -> Tokens:
+    def create(self, user: UserView, *, device_name: str = "", device_type: str = "", ip: str = "",
+               user_agent: str = "") -> Tokens:
         """Sign a device in; past the device limit, the least recently active session is signed out."""
         refresh = secrets.token_urlsafe(48)
         now = self.clock()
@@ -214,6 +212,7 @@ class SessionService:
             )
             session.add(row)
             session.flush()
+            _forget_ended_chains(session, now)
             active = session.exec(
                 select(DeviceSession)
                 .where(
@@ -229,75 +228,62 @@ class SessionService:
                 session.add(old)
         for old in evicted:
             self._audit.record(
-                AuditEvent(
-                    "session_revoked",
-                    user_id=user.id,
-                    username=user.username,
-                    session_id=old.id,
-                    details={"reason": "device_limit"},
-                )
-            )
+                AuditEvent("session_revoked", user_id=user.id, username=user.username, session_id=old.id,
+                           details={"reason": "device_limit"}))
         self._audit.record(
-            AuditEvent(
-                "login",
-                user_id=user.id,
-                username=user.username,
-                session_id=row.id,
-                ip_address=ip,
-                user_agent=user_agent,
-                details={"device": device_name},
-            )
-        )
+            AuditEvent("login", user_id=user.id, username=user.username, session_id=row.id, ip_address=ip,
+                       user_agent=user_agent, details={"device": device_name}))
         return Tokens(self._access_token(user, row.id), refresh, int(ACCESS_TTL.total_seconds()), row.id)
 
     def refresh(self, refresh_token: str, ip: str = "") -> Tokens:
-        """Rotate: new access and refresh tokens. Reusing a rotated token revokes the session (theft)."""
+        """Rotate: new access and refresh tokens. A rotated-away token presented again revokes the session."""
         digest = _hash(refresh_token or "")
         now = self.clock()
         with self._db.session() as session:
             row = session.exec(
                 select(DeviceSession).where(DeviceSession.refresh_token_hash == digest)
             ).first()
-            stolen = (
-                None
-                if row
-                else session.exec(
-                    select(DeviceSession).where(
-                        DeviceSession.previous_token_hash == digest, col(DeviceSession.revoked_at).is_(None)
-                    )
-                ).first()
-            )
-            if stolen is not None:
-                stolen.revoked_at, stolen.revoked_reason = now, "refresh_token_reuse"
-                session.add(stolen)
-        if stolen is not None:
-            self._audit.record(
-                AuditEvent(
-                    "refresh",
-                    "denied",
-                    user_id=stolen.user_id,
-                    session_id=stolen.id,
-                    ip_address=ip,
-                    details={"reason": "refresh_token_reuse"},
-                )
-            )
+            retired = None if row else session.exec(
+                select(RetiredRefreshToken.session_id).where(RetiredRefreshToken.token_hash == digest)
+            ).first()
+        if retired is not None:
+            self._end_for_reuse(retired, ip)
         if row is None:
             raise _auth("AUTH_002", "The refresh token is not valid")
         self._check_live(row, now)
+        refresh = secrets.token_urlsafe(48)
         with self._db.session() as session:
-            row = session.get(DeviceSession, row.id)
-            if row is None:
-                raise _auth("AUTH_002", "The refresh token is not valid")
-            user = session.get(User, row.user_id)
-            if user is None or not user.is_active:
-                raise _auth("AUTH_004", "This account is disabled")
-            refresh = secrets.token_urlsafe(48)
-            row.previous_token_hash, row.refresh_token_hash = row.refresh_token_hash, _hash(refresh)
-            row.last_activity_at, row.ip_address = now, ip or row.ip_address
-            session.add(row)
-            access = self._access_token(user, row.id)
+            # Swap first, before any read in this transaction: of two requests presenting the same token,
+            # exactly one rotates it, and the other is reuse.
+            swap = (update(DeviceSession)
+                    .where(col(DeviceSession.id) == row.id, col(DeviceSession.refresh_token_hash) == digest)
+                    .values(refresh_token_hash=_hash(refresh), last_activity_at=now,
+                            ip_address=ip or row.ip_address))
+            rotated = session.connection().execute(swap).rowcount == 1
+            if rotated:
+                user = session.get(User, row.user_id)
+                if user is None or not user.is_active:
+                    raise _auth("AUTH_004", "This account is disabled")  # and the swap rolls back
+                session.add(RetiredRefreshToken(token_hash=digest, session_id=row.id, retired_at=now))
+                _forget_ended_chains(session, now)
+                access = self._access_token(user, row.id)
+        if not rotated:
+            self._end_for_reuse(row.id, ip)
+            raise _auth("AUTH_002", "The refresh token is not valid")
         self._audit.record(AuditEvent("refresh", user_id=row.user_id, session_id=row.id, ip_address=ip))
         return Tokens(access, refresh, int(ACCESS_TTL.total_seconds()), row.id)
+
+    def _end_for_reuse(self, session_id: str, ip: str) -> None:
+        """A rotated-away refresh token came back: a copy is in someone else's hands. End the session."""
+        end = (update(DeviceSession)
+               .where(col(DeviceSession.id) == session_id, col(DeviceSession.revoked_at).is_(None))
+               .values(revoked_at=self.clock(), revoked_reason="refresh_token_reuse"))
+        with self._db.engine.begin() as connection:
+            connection.execute(end)
+            user_id = connection.execute(
+                core_select(col(DeviceSession.user_id)).where(col(DeviceSession.id) == session_id)).scalar()
+        self._audit.record(AuditEvent("refresh", "denied", user_id=user_id, session_id=session_id,
+                                      ip_address=ip, details={"reason": "refresh_token_reuse"}))
 
     def _check_live(self, row: _SessionTimes, now: datetime) -> None:
         """Raise AUTH_004 if the session is over; an idle or expired one is marked ended, with the reason."""
@@ -311,11 +297,8 @@ class SessionService:
                     if ended is not None:
                         ended.revoked_at, ended.revoked_reason = now, reason
                         session.add(ended)
-                self._audit.record(
-                    AuditEvent(
-                        "session_ended", user_id=row.user_id, session_id=row.id, details={"reason": reason}
-                    )
-                )
+                self._audit.record(AuditEvent("session_ended", user_id=row.user_id, session_id=row.id,
+                                              details={"reason": reason}))
             raise exc
 
     def _check_row(self, row: _SessionTimes, now: datetime) -> None:
@@ -408,19 +391,7 @@ class SessionService:
         with self._db.session() as session:
             rows = session.exec(query.order_by(col(DeviceSession.last_activity_at).desc())).all()
         return [
-            SessionView(
-                r.id,
-                r.user_id,
-                name,
-                r.device_name,
-                r.device_type,
-                r.ip_address,
-                r.user_agent,
-                r.created_at,
-                r.last_activity_at,
-                r.expires_at,
-                r.revoked_at,
-                r.revoked_reason,
-            )
+            SessionView(r.id, r.user_id, name, r.device_name, r.device_type, r.ip_address, r.user_agent,
+                        r.created_at, r.last_activity_at, r.expires_at, r.revoked_at, r.revoked_reason)
             for r, name in rows
         ]

@@ -1,7 +1,12 @@
 """Accounts: the password policy, bcrypt hashing, sign-in checks with lockout, and account administration.
 
-Wrong password and unknown user cost the same bcrypt work and give the same answer, so neither timing nor
-wording tells an attacker which usernames exist.
+A wrong password, an unknown name, a disabled account and a locked one all cost the same bcrypt work and get
+the same answer (401 AUTH_001 "Wrong username or password"), so neither timing nor wording tells an attacker
+which usernames exist or which one is locked; the lock itself is enforced and audited (outcome "locked").
+Only the per-address limit answers 429 with retry_after: it is about the address, not the account.
+
+Each password check of a real account is claimed in the database before bcrypt runs (one conditional
+UPDATE), so concurrent guesses cannot get more checks than the lockout allows.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import bcrypt
+from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import col, select
 
@@ -33,14 +39,32 @@ LOCKOUT = timedelta(minutes=15)
 IP_WINDOW_SECONDS = 15 * 60
 ROLES = ("admin", "viewer")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
+# bcrypt reads no further than 72 bytes, and bcrypt 5 refuses longer passwords outright.
+MAX_PASSWORD_BYTES = 72
+
+
+def password_bytes(password: str) -> bytes | None:
+    """What bcrypt is given for `password`: its UTF-8, or None when bcrypt cannot take it (too long, or text
+    with a lone surrogate, which JSON can carry but UTF-8 cannot)."""
+    try:
+        encoded = password.encode()
+    except UnicodeEncodeError:
+        return None
+    return encoded if len(encoded) <= MAX_PASSWORD_BYTES else None
+
+
 POLICY: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("at least 8 characters", lambda p: len(p) >= 8),
     ("an uppercase letter", lambda p: any(c.isupper() for c in p)),
     ("a lowercase letter", lambda p: any(c.islower() for c in p)),
     ("a digit", lambda p: any(c.isdigit() for c in p)),
     ("a special character", lambda p: any(not c.isalnum() for c in p)),
+    (f"at most {MAX_PASSWORD_BYTES} bytes (an accented letter counts 2, an emoji 4)",
+     lambda p: password_bytes(p) is not None),
 )
-_DUMMY_HASH = bcrypt.hashpw(b"timing equaliser", bcrypt.gensalt(BCRYPT_ROUNDS))
+_DUMMY_PASSWORD = b"timing equaliser"
+_DUMMY_HASH = bcrypt.hashpw(_DUMMY_PASSWORD, bcrypt.gensalt(BCRYPT_ROUNDS))
+WRONG_CREDENTIALS = "Wrong username or password"
 
 
 class InvalidCredentials(VaultError):
@@ -92,8 +116,24 @@ def password_problems(password: str) -> list[str]:
 
 
 def check_password_policy(password: str) -> None:
+    if not isinstance(password, str):
+        raise ValidationError("The password must be text", details={"field": "password"})
     if problems := password_problems(password):
         raise ValidationError("The password needs " + ", ".join(problems), details={"unmet": problems})
+
+
+def hash_password(password: str) -> str:
+    """The bcrypt hash of a password that meets the policy."""
+    check_password_policy(password)
+    encoded = password_bytes(password)
+    assert encoded is not None  # the policy refuses what bcrypt cannot take
+    return bcrypt.hashpw(encoded, bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+
+
+def _spend_a_check() -> bool:
+    """Cost what a real password check costs, so refusing without one does not show in the timing."""
+    bcrypt.checkpw(_DUMMY_PASSWORD, _DUMMY_HASH)
+    return False
 
 
 class IpThrottle:
@@ -135,8 +175,7 @@ class UserService:
             )
         if role not in ROLES:
             raise ValidationError("Role must be admin or viewer", details={"field": "role"})
-        check_password_policy(password)
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+        hashed = hash_password(password)
         try:
             with self._db.session() as session:
                 row = User(username=username, password_hash=hashed, role=role)
@@ -151,36 +190,63 @@ class UserService:
         return UserView.from_row(row)
 
     def authenticate(self, username: str, password: str, ip: str) -> UserView:
-        """Check a sign-in: AUTH_001 if wrong; 429 with retry_after when locked out or throttled."""
+        """Check a sign-in: AUTH_001 if refused for any reason of the account; 429 only when throttled."""
         if wait := self.throttle.retry_after(ip):
             self._deny(username, ip, "ip_rate_limited")
             raise TooManyAttempts("Too many failed sign-ins from this address. Try again later.", wait)
         with self._db.session() as session:
             row = session.exec(select(User).where(User.username == username)).first()
         now = utcnow()
-        if row and row.locked_until and row.locked_until > now:
-            bcrypt.checkpw(password.encode(), _DUMMY_HASH)
-            self._deny(username, ip, "locked")
-            raise TooManyAttempts("This account is locked after repeated failed sign-ins.",
-                                  int((row.locked_until - now).total_seconds()) + 1)
-        valid = bcrypt.checkpw(password.encode(), row.password_hash.encode() if row else _DUMMY_HASH)
-        with self._db.session() as session:
-            fresh = session.get(User, row.id) if row else None
-            if fresh is not None and valid and fresh.is_active:
-                fresh.failed_attempts, fresh.locked_until, fresh.last_login_at = 0, None, now
-            elif fresh is not None and not valid:
-                fresh.failed_attempts += 1
-                if fresh.failed_attempts >= MAX_FAILURES:
-                    fresh.locked_until, fresh.failed_attempts = now + LOCKOUT, 0
-            if fresh is not None:
-                session.add(fresh)
-        if fresh is None or not valid or not fresh.is_active:
-            self.throttle.failed(ip)
-            locked = fresh is not None and fresh.locked_until is not None and fresh.locked_until > now
-            self._audit.record(AuditEvent("login", "locked" if locked else "failed", username=username,
-                                          ip_address=ip))
-            raise InvalidCredentials("Wrong username or password")
-        return UserView.from_row(fresh)
+        if row is None:
+            _spend_a_check()
+            self._refuse(username, ip, "failed")
+        if not self._claim_check(row.id, now):
+            _spend_a_check()
+            self._refuse(username, ip, "locked", {"reason": "account_locked"})
+        candidate = password_bytes(password)  # too long for bcrypt: a wrong password, counted as one
+        if candidate is None:
+            valid = _spend_a_check()
+        else:
+            valid = bcrypt.checkpw(candidate, row.password_hash.encode())
+        if not valid:
+            if locked_until := self._lock_if_spent(row.id, now):
+                self._refuse(username, ip, "locked",
+                             {"reason": "too_many_failures", "locked_until": locked_until.isoformat()})
+            self._refuse(username, ip, "failed")
+        # The right password clears the failures, even on a disabled account (which is still refused).
+        with self._db.engine.begin() as connection:
+            connection.execute(update(User).where(col(User.id) == row.id).values(
+                failed_attempts=0, locked_until=None, **({"last_login_at": now} if row.is_active else {})))
+        if not row.is_active:
+            self._refuse(username, ip, "failed", {"reason": "disabled"})
+        return replace(UserView.from_row(row), last_login_at=now, locked_until=None)
+
+    def _claim_check(self, user_id: str, now: datetime) -> bool:
+        """Count this attempt as a failure before its password check runs, unless the account is locked or
+        as many checks as the lockout allows are already under way. One UPDATE: atomic across threads."""
+        claim = (update(User)
+                 .where(col(User.id) == user_id, col(User.failed_attempts) < MAX_FAILURES,
+                        or_(col(User.locked_until).is_(None), col(User.locked_until) <= now))
+                 .values(failed_attempts=User.failed_attempts + 1))
+        with self._db.engine.begin() as connection:
+            return connection.execute(claim).rowcount == 1
+
+    def _lock_if_spent(self, user_id: str, now: datetime) -> datetime | None:
+        """After a wrong password: lock the account if its allowance of checks is used up (the failures were
+        counted when claimed). Returns the end of the lock this call started, if any."""
+        until = now + LOCKOUT
+        lock = (update(User).where(col(User.id) == user_id, col(User.failed_attempts) >= MAX_FAILURES)
+                .values(failed_attempts=0, locked_until=until))
+        with self._db.engine.begin() as connection:
+            return until if connection.execute(lock).rowcount == 1 else None
+
+    def _refuse(self, username: str, ip: str, outcome: str,
+                details: dict[str, Any] | None = None) -> NoReturn:
+        """The one answer to every refused name and password, whatever the reason (audited with it)."""
+        self.throttle.failed(ip)
+        self._audit.record(AuditEvent("login", outcome, username=username, ip_address=ip,
+                                      details=details or {}))
+        raise InvalidCredentials(WRONG_CREDENTIALS)
 
     def _deny(self, username: str, ip: str, reason: str) -> None:
         self._audit.record(AuditEvent("login", "denied", username=username, ip_address=ip,
@@ -216,8 +282,7 @@ class UserService:
             if row is None:
                 raise VaultError("No such user", code="VALIDATION_001", status=404)
             if password is not None:
-                check_password_policy(password)
-                row.password_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+                row.password_hash = hash_password(password)
                 row.failed_attempts, row.locked_until = 0, None
             if role is not None:
                 if role not in ROLES:
