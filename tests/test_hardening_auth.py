@@ -227,7 +227,7 @@ def test_the_lock_is_still_enforced_until_it_runs_out(client, make_user, service
 
 def test_upgrading_keeps_each_live_sessions_earlier_token_as_retired(tmp_path):
     url = f"sqlite:///{tmp_path / 'vault.db'}"
-    command.upgrade(alembic_config(url), "0004")
+    command.upgrade(alembic_config(url), "0005")
     db = Database(url)
     with db.engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, username, password_hash, role, is_active, failed_attempts,"
@@ -244,7 +244,7 @@ def test_upgrading_keeps_each_live_sessions_earlier_token_as_retired(tmp_path):
     with db.engine.connect() as conn:
         kept = conn.execute(text("SELECT session_id, token_hash FROM retired_refresh_tokens")).all()
     assert kept == [("live", "live-before")]
-    command.downgrade(alembic_config(url), "0004")
+    command.downgrade(alembic_config(url), "0005")
     with db.engine.connect() as conn:
         back = dict(conn.execute(text("SELECT id, previous_token_hash FROM sessions")).all())
     assert back == {"live": "live-before", "ended": None}

@@ -33,9 +33,14 @@ def rows_pointing_at(db: Database, media_id: str) -> dict[str, int]:
 
 
 def test_a_watched_video_is_deleted_from_the_command_line_and_its_keys_are_shredded(
-        stocked, server, make_client, services, paths):
-    video = stocked["video"]
-    viewer = make_client()
+        media, imports, run_pipeline, services, paths, request):
+    media.copy_into(media.image("kept.jpg"), imports)
+    media.copy_into(media.video(seconds=2), imports, "watched.mp4")
+    run_pipeline()
+    items = {item.type: item for item in services.library.all_items()}
+    video = items["video"]
+    server = request.getfixturevalue("server")
+    viewer = request.getfixturevalue("make_client")()
     assert viewer.login(VIEWER, VIEWER_PASSWORD).status == 200
     assert viewer.request("PUT", f"/api/media/{video.id}/position", {"position": 1.5}).status == 200
     assert rows_pointing_at(services.db, video.id) == {"encryption_keys": 2, "playback_positions": 1}
@@ -47,7 +52,7 @@ def test_a_watched_video_is_deleted_from_the_command_line_and_its_keys_are_shred
     assert result.returncode == 0, result.stderr
     assert rows_pointing_at(services.db, video.id) == {"encryption_keys": 0, "playback_positions": 0}
     assert not (paths.library / video.id).exists()
-    assert [item.id for item in services.library.all_items()] == [stocked["image"].id]
+    assert [item.id for item in services.library.all_items()] == [items["image"].id]
 
 
 def test_a_position_saved_before_the_upgrade_no_longer_blocks_deleting_its_video_or_its_viewer(tmp_path):

@@ -57,8 +57,8 @@ def test_a_remote_admin_cannot_move_the_import_folder_and_the_data_folder_stays_
     before = tree(paths.root)
     reply = owner.request("PATCH", "/api/admin/settings", {"import_dir": str(paths.root)})
     assert reply.status == 403 and reply.code == "SEC_003"
-    assert "Vault app on the Mac" in reply.json["error"]["message"]
-    assert reply.json["error"]["details"] == {"field": "import_dir"} and "timestamp" in reply.json["error"]
+    assert "Vault app on the Mac" in reply.json()["error"]["message"]
+    assert reply.json()["error"]["details"] == {"field": "import_dir"} and "timestamp" in reply.json()["error"]
     assert owner.request("PATCH", "/api/admin/settings", {"import_dir": "/tmp/anywhere"}).code == "SEC_003"
     time.sleep(1.5)  # a watcher that had moved would have started emptying the folder by now
     assert services.settings.current.import_dir == ""
@@ -67,7 +67,7 @@ def test_a_remote_admin_cannot_move_the_import_folder_and_the_data_folder_stays_
                if not name.startswith(("vault.db", "logs")))
     # Sending the current value back (a client saving the whole form) is not a change.
     unchanged = owner.request("PATCH", "/api/admin/settings", {"import_dir": "", "rescan_seconds": 20})
-    assert unchanged.status == 200 and unchanged.json["settings"]["rescan_seconds"] == 20
+    assert unchanged.status == 200 and unchanged.json()["settings"]["rescan_seconds"] == 20
 
 
 def test_a_settings_file_naming_the_data_folder_is_not_obeyed(paths, media):

@@ -6,8 +6,8 @@ as its SHA-256 only, in `retired_refresh_tokens`; the rows go when the session e
 
 The one earlier hash each live session had is carried over, so upgrading loses no detection.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03 08:44:42.768128
 """
 from datetime import datetime, timezone
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
