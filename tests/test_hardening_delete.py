@@ -28,7 +28,7 @@ POSITION_ROW = ("INSERT INTO playback_positions (user_id, media_id, position, up
 def rows_pointing_at(db: Database, media_id: str) -> dict[str, int]:
     with db.engine.connect() as conn:
         return {table: conn.execute(text(f"SELECT count(*) FROM {table} WHERE media_id = :id"),
-                                    {"id": media_id}).scalar()
+                                    {"id": media_id}).scalar_one()
                 for table in ("encryption_keys", "playback_positions")}
 
 

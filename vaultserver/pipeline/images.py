@@ -97,13 +97,16 @@ def _to_display_mode(im: Image.Image) -> Image.Image:
     if im.mode == "CMYK" and icc:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            return ImageCms.profileToProfile(im, source, _SRGB, outputMode="RGB")
+            converted = ImageCms.profileToProfile(im, source, _SRGB, outputMode="RGB")
+            if converted is not None:
+                return converted
         except (ImageCms.PyCMSError, OSError):
             log.debug("Ignoring a broken CMYK ICC profile")
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # 16-bit or float grey: scale to 8 bits instead of clipping to white.
         im = im.convert("I") if im.mode != "F" else im
-        lo, hi = im.getextrema()
+        hi = im.getextrema()[1]  # one band: (low, high)
+        hi = hi if isinstance(hi, int | float) else 0
         scale = 255.0 / hi if hi and hi > 255 else 1.0
         return im.point(lambda v: v * scale).convert("L").convert("RGB")
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
@@ -156,7 +159,7 @@ class _FittedFrames(Image.Image):
     def __init__(self, source: Image.Image, size: tuple[int, int]) -> None:
         super().__init__()
         self._source, self._fitted = source, size
-        self.n_frames: int = source.n_frames
+        self.n_frames: int = getattr(source, "n_frames", 1)
         self.durations: list[int] = []
         self._current = -1
         self.seek(0)
@@ -179,7 +182,7 @@ class _FittedFrames(Image.Image):
 
 def _animated(im: Image.Image) -> tuple[bytes, Image.Image, tuple[int, int]]:
     """Animated GIF/WebP/PNG -> animated WebP, frames fitted, timing kept, one frame in memory at a time."""
-    frames = _FittedFrames(im, animation_size(im.width, im.height, im.n_frames))
+    frames = _FittedFrames(im, animation_size(im.width, im.height, getattr(im, "n_frames", 1)))
     first = frames.copy()
     buffer = io.BytesIO()
     frames.save(buffer, "WEBP", save_all=True, duration=frames.durations, loop=int(im.info.get("loop", 0)),

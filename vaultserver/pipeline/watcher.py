@@ -17,6 +17,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from vaultserver.services.queue import QueueService
 from vaultserver.services.settings import SettingsService, import_folder_refusal
@@ -58,7 +59,7 @@ class ImportWatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._rescan = threading.Event()
-        self._observer: Observer | None = None
+        self._observer: BaseObserver | None = None
         self._thread: threading.Thread | None = None
         self.root: Path | None = None
 
@@ -83,7 +84,7 @@ class ImportWatcher:
         self._observer.schedule(_Events(self), str(root), recursive=True)
         self._observer.daemon = True
         self._observer.start()
-        self._thread = threading.Thread(target=self._run, name="vault-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(root,), name="vault-watcher", daemon=True)
         self._thread.start()
         self.request_rescan()
         log.info("Watching %s", root)
@@ -154,16 +155,16 @@ class ImportWatcher:
         with self._lock:
             return len(self._pending)
 
-    def _run(self) -> None:
+    def _run(self, root: Path) -> None:
         next_rescan = 0.0
         while not self._stop.is_set():
             settings = self._settings.current
             if self._rescan.is_set() or time.monotonic() >= next_rescan:
                 self._rescan.clear()
-                self.scan(self.root)
+                self.scan(root)
                 next_rescan = time.monotonic() + settings.rescan_seconds
             try:
-                self.check_stable(self.root, settings.stable_seconds)
+                self.check_stable(root, settings.stable_seconds)
             except Exception:  # a transient DB or FS error must not stop watching
                 log.exception("Checking the import folder failed")
             self._stop.wait(POLL_SECONDS)

@@ -110,8 +110,8 @@ class QueueService:
             existing = session.exec(select(ProcessingJob.id).where(
                 ProcessingJob.path == str(path),
                 or_(col(ProcessingJob.status).in_(ACTIVE),
-                    and_(ProcessingJob.status == "failed", ProcessingJob.size == size,
-                         ProcessingJob.mtime == mtime)))).first()
+                    and_(col(ProcessingJob.status) == "failed", col(ProcessingJob.size) == size,
+                         col(ProcessingJob.mtime) == mtime)))).first()
             if existing:
                 return None
             job = ProcessingJob(path=str(path), import_root=str(import_root), original_name=path.name,
