@@ -320,8 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_self_check(args)
     paths = AppPaths(resolve_data_dir(args.data_dir))
     try:
-        paths.ensure()
-        setup_logging(paths, args.verbose)
+        if args.command != "doctor":  # the doctor looks at the data folder as it was found
+            paths.ensure()
+            setup_logging(paths, args.verbose)
         if args.command in PATH_COMMANDS:
             return PATH_COMMANDS[args.command](args, paths)
         services = open_services(paths)
