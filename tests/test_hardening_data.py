@@ -4,15 +4,31 @@ and its key is sealed by the master key."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import logging
 import os
+import socket
+import ssl
 import stat
 import subprocess
 import sys
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, Store, VerificationError
 
 from vaultserver.config import AppPaths
+from vaultserver.crypto import container, tls
+from vaultserver.crypto.keystore import open_key_store
+from vaultserver.crypto.tls import describe, ensure_certificate
+from vaultserver.runtime import VaultRuntime
 from vaultserver.services import open_services
 
 RESTORE_ADVICE = "restore vault.db from a backup"
@@ -126,3 +142,152 @@ def test_doctor_says_how_to_close_a_data_folder_open_to_other_users(paths):
     assert result.returncode == 1
     line = next(line for line in result.stdout.splitlines() if "data dir" in line)
     assert line.startswith("[FAIL]") and "mode 755" in line and f"chmod 700 '{paths.root}'" in line
+
+
+# --- a local CA that vouches only for home names, with its key sealed ---------------------------------------
+
+
+def certificate(name: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None = None,
+                issuer_key: ec.EllipticCurvePrivateKey | None = None, sans: tuple[x509.GeneralName, ...] = (),
+                ca: bool = False) -> x509.Certificate:
+    """A certificate as any CA could sign it: a root without name constraints, or a leaf `issuer` signed."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signer = issuer_key or key
+    now = datetime.now(UTC)
+    builder = (x509.CertificateBuilder().subject_name(subject)
+               .issuer_name(issuer.subject if issuer else subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+               .not_valid_after(now + timedelta(days=90))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True))
+    if ca:
+        usage = x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                              content_commitment=False, key_encipherment=False, data_encipherment=False,
+                              key_agreement=False, encipher_only=False, decipher_only=False)
+        extensions: list[tuple[x509.ExtensionType, bool]] = [
+            (usage, True), (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)]
+    else:
+        extensions = [(x509.SubjectAlternativeName(list(sans)), False),
+                      (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+                      (x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False)]
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def pem(item: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
+    if isinstance(item, x509.Certificate):
+        return item.public_bytes(serialization.Encoding.PEM)
+    return item.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+
+
+def unsealed_ca(paths: AppPaths) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The CA and its key, opened the only way there is: the data key in the key store, then the container."""
+    folder = paths.private / "tls"
+    data_key = open_key_store(paths).reload().secret(tls.CA_SECRET)
+    assert data_key is not None
+    key = serialization.load_pem_private_key(container.unseal((folder / "ca.key.vlt").read_bytes(), data_key),
+                                             None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes()), key
+
+
+def verifier(ca: x509.Certificate, subject: str):
+    name = subject.strip("[]")
+    target: DNSName | IPAddress
+    try:
+        target = IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        target = DNSName(name)
+    return PolicyBuilder().store(Store([ca])).time(datetime.now(UTC)).build_server_verifier(target)
+
+
+def test_the_local_ca_vouches_for_vaults_own_names_and_for_nothing_beyond_home(paths):
+    files = ensure_certificate(paths)
+    ca, ca_key = unsealed_ca(paths)
+    assert ca.extensions.get_extension_for_class(x509.NameConstraints).critical
+    leaf = x509.load_pem_x509_certificate(files.cert.read_bytes())
+    for name in describe(files.cert).names:  # every name and address Vault's certificate carries
+        verifier(ca, name).verify(leaf, [])
+    key = ec.generate_private_key(ec.SECP256R1())
+    for name, san in [("example.com", x509.DNSName("example.com")), ("www.bank.example", x509.DNSName(
+            "www.bank.example")), ("8.8.8.8", x509.IPAddress(ipaddress.ip_address("8.8.8.8")))]:
+        forged = certificate(name, key, ca, ca_key, (san,))
+        with pytest.raises(VerificationError, match="name constraint"):
+            verifier(ca, name).verify(forged, [])
+    nas = certificate("nas.local", key, ca, ca_key, (x509.DNSName("nas.local"),))
+    verifier(ca, "nas.local").verify(nas, [])  # another box at home: inside the constraints
+
+
+def test_a_certificate_for_another_site_signed_by_the_ca_fails_a_real_tls_handshake(paths, tmp_path):
+    ensure_certificate(paths)
+    ca, ca_key = unsealed_ca(paths)
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "forged.pem").write_bytes(pem(certificate("example.com", key, ca, ca_key,
+                                                          (x509.DNSName("example.com"),))))
+    (tmp_path / "forged.key").write_bytes(pem(key))
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(tmp_path / "forged.pem", tmp_path / "forged.key")
+    ours, theirs = socket.socketpair()
+
+    def intercept() -> None:  # the man in the middle presents the forged certificate; the client hangs up
+        with theirs, contextlib.suppress(ssl.SSLError, OSError):
+            server_side.wrap_socket(theirs, server_side=True).close()
+    interceptor = threading.Thread(target=intercept)
+    interceptor.start()
+    client = ssl.create_default_context(cafile=str(paths.private / "tls" / "ca.pem"))
+    with pytest.raises(ssl.SSLCertVerificationError, match="permitted subtree violation"):
+        client.wrap_socket(ours, server_hostname="example.com")
+    ours.close()
+    interceptor.join(10)
+
+
+def test_a_real_tls_handshake_with_the_constrained_ca_still_works(server, paths):
+    context = ssl.create_default_context(cafile=str(paths.private / "tls" / "ca.pem"))
+    for host in ("localhost", "127.0.0.1"):
+        with socket.create_connection(("127.0.0.1", server.endpoint.port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as tls_socket:
+            assert tls_socket.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_the_ca_key_is_only_on_disk_sealed_and_survives_master_key_rotations(paths, services):
+    first = ensure_certificate(paths)
+    folder = paths.private / "tls"
+    assert not (folder / "ca.key").exists() and b"PRIVATE KEY" not in (folder / "ca.key.vlt").read_bytes()
+    assert mode(folder / "ca.key.vlt") == "600"
+    ca_before = first.ca.read_bytes()
+    services.keys.rotate()
+    services.keys.rotate()  # the master key that first sealed it is retired by now
+    assert services.keys.status().master_keys_in_use == 1
+    again = ensure_certificate(paths, force=True)
+    assert again.ca.read_bytes() == ca_before  # devices keep trusting: the same CA signed the new certificate
+    ca, _key = unsealed_ca(paths)
+    x509.load_pem_x509_certificate(again.cert.read_bytes()).verify_directly_issued_by(ca)
+
+
+def test_an_unconstrained_ca_with_a_clear_key_is_replaced_at_the_next_start_and_the_owner_told(
+        paths, caplog):
+    folder = paths.private / "tls"
+    folder.mkdir(mode=0o700)
+    old_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    old_ca = certificate("Vault local CA (old)", old_key, ca=True)
+    (folder / "ca.pem").write_bytes(pem(old_ca))
+    (folder / "ca.key").write_bytes(pem(old_key))
+    leaf = certificate("localhost", leaf_key, old_ca, old_key, (x509.DNSName("localhost"),))
+    (folder / "server.pem").write_bytes(pem(leaf) + pem(old_ca))
+    (folder / "server.key").write_bytes(pem(leaf_key))
+    runtime = VaultRuntime(paths)
+    with caplog.at_level(logging.WARNING, logger="vaultserver.crypto.tls"):
+        runtime.start(serve=True, host="127.0.0.1", port=0)
+    try:
+        assert "must install the new one" in caplog.text
+        assert not (folder / "ca.key").exists() and (folder / "ca.pem").read_bytes() != pem(old_ca)
+        context = ssl.create_default_context(cafile=str(folder / "ca.pem"))
+        with socket.create_connection(("127.0.0.1", runtime.endpoint.port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost"):
+            pass
+    finally:
+        runtime.close()
+    shown = vault(paths.root, "cert", "show")
+    assert shown.returncode == 0 and "Note: Vault's certificate authority was replaced on" in shown.stdout
+    assert "must install" in shown.stdout and str(folder / "ca.pem") in shown.stdout

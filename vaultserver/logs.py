@@ -26,7 +26,9 @@ class OwnerOnlyLogFile(logging.handlers.RotatingFileHandler):
     def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
         os.fchmod(fd, PRIVATE_FILE_MODE)
-        return os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors)
+        stream = os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors)
+        assert isinstance(stream, io.TextIOWrapper)  # a text mode ("a"), as the base class opens it
+        return stream
 
 
 def setup_logging(paths: AppPaths, verbose: bool, quiet: bool = True) -> None:
