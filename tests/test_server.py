@@ -79,7 +79,7 @@ def test_a_certificate_rewritten_on_disk_is_picked_up_by_the_running_server(serv
 
 def test_an_owner_supplied_certificate_is_never_replaced(paths):
     files = ensure_certificate(paths)
-    (paths.private / "tls" / "ca.key").unlink()  # no CA key beside it: the owner's own certificate
+    (paths.private / "tls" / "ca.key.vlt").unlink()  # no CA key beside it: the owner's own certificate
     mine = files.cert.read_bytes()
     assert ensure_certificate(paths).cert.read_bytes() == mine
 

@@ -210,6 +210,8 @@ def cmd_cert(args: argparse.Namespace, paths: AppPaths) -> int:
     print(f"Valid until: {info.not_after:%Y-%m-%d}\nNames:       {', '.join(info.names)}")
     print(f"SHA-256:     {info.sha256}")
     print(f"To trust Vault on a device, install its CA certificate: {info.ca_file}")
+    if info.ca_notice:
+        print(f"Note: {info.ca_notice}")
     if regenerate and VaultRuntime.in_use(paths):
         print("The running Vault switches to the new certificate within a few seconds; no restart needed.")
     elif regenerate:
@@ -320,8 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_self_check(args)
     paths = AppPaths(resolve_data_dir(args.data_dir))
     try:
-        paths.ensure()
-        setup_logging(paths, args.verbose)
+        if args.command != "doctor":  # the doctor looks at the data folder as it was found
+            paths.ensure()
+            setup_logging(paths, args.verbose)
         if args.command in PATH_COMMANDS:
             return PATH_COMMANDS[args.command](args, paths)
         services = open_services(paths)

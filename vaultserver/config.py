@@ -95,12 +95,28 @@ class AppPaths:
         return self.root / ".vault.lock"
 
     def ensure(self) -> AppPaths:
-        """Create the layout; `private/` is owner-only because it holds keys and TLS material."""
-        for path in (self.root, self.library, self.staging, self.failed, self.logs):
-            path.mkdir(parents=True, exist_ok=True)
-        self.private.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-        os.chmod(self.private, PRIVATE_DIR_MODE)
+        """Create the layout, owner-only: the database, logs, settings and failed/ (plaintext originals) are
+        nobody else's business, and `private/` holds keys and TLS material. The root and `private/` are set
+        to 0700 whatever the umask, and put back to it if something opened them up."""
+        for path in (self.root, self.library, self.staging, self.failed, self.logs, self.private):
+            path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        for path in (self.root, self.private):
+            self._owner_only(path)
         return self
+
+    @staticmethod
+    def _owner_only(folder: Path) -> None:
+        mode = folder.stat().st_mode & 0o777
+        if mode == PRIVATE_DIR_MODE:
+            return
+        try:
+            os.chmod(folder, PRIVATE_DIR_MODE)
+        except OSError as exc:  # not ours to change (another owner): `vaultserver doctor` says what to do
+            log.warning("%s is open to other users (mode %o) and could not be made owner-only: %s",
+                        folder, mode, exc)
+            return
+        if mode & 0o077:
+            log.warning("%s was open to other users (mode %o); made it owner-only (700)", folder, mode)
 
     @classmethod
     def scratch(cls, root: Path, **settings: Any) -> AppPaths:
@@ -234,5 +250,8 @@ def save_settings(paths: AppPaths, settings: Settings) -> None:
     """Write atomically so a crash never leaves a half-written settings file."""
     paths.root.mkdir(parents=True, exist_ok=True)
     tmp = paths.settings_file.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(settings.model_dump()), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    os.fchmod(fd, PRIVATE_FILE_MODE)  # a leftover .tmp from a crash may have had another mode
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(tomli_w.dumps(settings.model_dump()))
     os.replace(tmp, paths.settings_file)

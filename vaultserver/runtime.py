@@ -79,12 +79,13 @@ class CertificateDetails:
     sha256: str
     cert_file: Path
     ca_file: Path  # what a device installs to trust Vault
+    ca_notice: str | None = None  # the CA was replaced lately: devices must trust the new one
 
     @classmethod
     def of(cls, files: TlsFiles) -> CertificateDetails:
         info = describe(files.cert)
         return cls(info.subject, info.issuer, info.not_after, tuple(info.names), info.sha256, files.cert,
-                   files.ca)
+                   files.ca, info.ca_notice)
 
 
 def _stamp(files: TlsFiles) -> tuple:

@@ -4,6 +4,10 @@ The store holds a small JSON document: the current master key id and every key s
 its creation time. During a rotation two keys coexist until every data key has been re-wrapped, so a
 crash half way loses nothing. The keychain entry is named after an install id kept in the data dir, so
 two data dirs on one machine never share a key.
+
+The document also carries a few named secrets sealed by the current master key (the key that seals the
+local CA's private key): a rotation re-wraps them under the new master key in the same save that adds
+it, so retiring the old key never strands them.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from vaultserver.config import PRIVATE_FILE_MODE, AppPaths
-from vaultserver.errors import ConfigurationError
+from filelock import FileLock
+
+from vaultserver.config import PRIVATE_FILE_MODE, AppPaths, load_settings
+from vaultserver.crypto import envelope
+from vaultserver.errors import ConfigurationError, IntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +41,21 @@ class MasterKey:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class SealedSecret:
+    """A small secret wrapped (envelope.wrap, its name bound as associated data) by one master key."""
+
+    master_key_id: str
+    wrapped: bytes
+
+
 @dataclass
 class KeyRing:
     """The decoded key-store document."""
 
     current_id: str | None = None
     keys: dict[str, MasterKey] = field(default_factory=dict)
+    secrets: dict[str, SealedSecret] = field(default_factory=dict)
 
     @property
     def current(self) -> MasterKey:
@@ -47,11 +63,35 @@ class KeyRing:
             raise ConfigurationError("The key store has no current master key")
         return self.keys[self.current_id]
 
+    def seal_secret(self, name: str, value: bytes) -> None:
+        """Keep `value` under `name`, wrapped by the current master key (save the ring to persist it)."""
+        master = self.current
+        self.secrets[name] = SealedSecret(master.id, envelope.wrap(master.key, name, value))
+
+    def secret(self, name: str) -> bytes | None:
+        """The secret, or None if there is none or the master key that sealed it is gone."""
+        sealed = self.secrets.get(name)
+        if sealed is None or sealed.master_key_id not in self.keys:
+            return None
+        try:
+            return envelope.unwrap(self.keys[sealed.master_key_id].key, name, sealed.wrapped)
+        except IntegrityError:
+            return None
+
+    def rewrap_secrets(self) -> None:
+        """Move every secret under the current master key while the key that sealed it is still here."""
+        for name, sealed in list(self.secrets.items()):
+            if sealed.master_key_id != self.current_id and (value := self.secret(name)) is not None:
+                self.seal_secret(name, value)
+
     def to_json(self) -> str:
         return json.dumps({
             "current": self.current_id,
             "keys": {k.id: {"key": base64.b64encode(k.key).decode(), "created_at": k.created_at.isoformat()}
                      for k in self.keys.values()},
+            "secrets": {name: {"master_key_id": sealed.master_key_id,
+                               "wrapped": base64.b64encode(sealed.wrapped).decode()}
+                        for name, sealed in self.secrets.items()},
         })
 
     @classmethod
@@ -59,7 +99,9 @@ class KeyRing:
         doc = json.loads(text)
         keys = {kid: MasterKey(kid, base64.b64decode(v["key"]), datetime.fromisoformat(v["created_at"]))
                 for kid, v in doc.get("keys", {}).items()}
-        return cls(current_id=doc.get("current"), keys=keys)
+        secrets = {name: SealedSecret(v["master_key_id"], base64.b64decode(v["wrapped"]))
+                   for name, v in doc.get("secrets", {}).items()}
+        return cls(current_id=doc.get("current"), keys=keys, secrets=secrets)
 
 
 def new_master_key() -> MasterKey:
@@ -132,6 +174,16 @@ def install_id(paths: AppPaths) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+def key_lock(paths: AppPaths) -> FileLock:
+    """The inter-process lock held while the key ring is read, changed and saved (rotation, sealing)."""
+    return FileLock(str(paths.private / "keys.lock"), mode=PRIVATE_FILE_MODE)
+
+
+def open_key_store(paths: AppPaths) -> KeyStore:
+    """The key store the settings name, for code that needs it without the services (the TLS CA)."""
+    return KeyStore(choose_backend(paths, load_settings(paths).keystore))
+
+
 def choose_backend(paths: AppPaths, preference: str = "auto") -> KeyBackend:
     """Pick by preference; an existing key file always wins so a key is never orphaned by a new backend."""
     preference = os.environ.get("VAULT_KEYSTORE", preference)
@@ -179,6 +231,8 @@ class KeyStore:
         return self.ring()
 
     def save(self, ring: KeyRing) -> None:
+        if ring.current_id in ring.keys:
+            ring.rewrap_secrets()
         self.backend.save(ring.to_json())
         self._ring = ring
 

@@ -1,5 +1,5 @@
 """SQLModel tables and the engine: SQLite (WAL) by default, any SQLAlchemy URL via VAULT_DATABASE_URL."""
 
-from vaultserver.db.engine import Database, open_database
+from vaultserver.db.engine import Database, DatabaseDamaged, open_database
 
-__all__ = ["Database", "open_database"]
+__all__ = ["Database", "DatabaseDamaged", "open_database"]

@@ -1,9 +1,15 @@
-"""Engine creation, SQLite tuning and schema migration to the newest revision on open."""
+"""Engine creation, SQLite tuning and schema migration to the newest revision on open.
+
+Opening is also where a damaged SQLite file is recognised and explained (`DatabaseDamaged`), and where the
+file is made owner-only: it holds accounts, sessions and every item's wrapped keys.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,12 +19,25 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
+
+from vaultserver.config import PRIVATE_FILE_MODE
+from vaultserver.errors import VaultError
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# SQLite's primary result codes for a file that is not (or no longer) a sound database.
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
+
+
+class DatabaseDamaged(VaultError):
+    """The library database cannot be read as a database: the owner restores it; Vault never rewrites it."""
+
+    code = "SYSTEM_002"
+    status = 500
 
 
 def database_url(db_path: Path) -> str:
@@ -86,8 +105,47 @@ class Database:
         self.engine.dispose()
 
 
+def _owner_only(db_path: Path) -> None:
+    """Create the file 0600 before SQLite does (it would use 0644 less the umask), or tighten an older one.
+
+    SQLite gives the -wal and -shm files the database file's mode, so they follow."""
+    fd = os.open(db_path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != PRIVATE_FILE_MODE:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def _damage(exc: sa_exc.DBAPIError) -> str | None:
+    """SQLite's own words when the error says the file is damaged; None for any other failure."""
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(orig, sqlite3.DatabaseError) and code is not None and code & 0xFF in (SQLITE_CORRUPT,
+                                                                                         SQLITE_NOTADB):
+        return str(orig)
+    return None
+
+
 def open_database(db_path: Path, import_root: Path | None = None) -> Database:
-    """Open (creating if needed) and migrate to the newest schema."""
-    db = Database(database_url(db_path))
-    db.migrate(import_root)
+    """Open (creating if needed) and migrate to the newest schema.
+
+    A file that is not a database, or is malformed (truncated, overwritten), raises `DatabaseDamaged` with
+    what to do, instead of the driver's traceback; the file is left exactly as it was found.
+    """
+    url = database_url(db_path)
+    if url == f"sqlite:///{db_path}":
+        _owner_only(db_path)
+    db = Database(url)
+    try:
+        db.migrate(import_root)
+    except sa_exc.DBAPIError as exc:
+        db.dispose()
+        reason = _damage(exc)
+        if reason is None:
+            raise
+        raise DatabaseDamaged(
+            f"The library database ({db_path}) is damaged: {reason}. Your media files are safe; restore "
+            f"vault.db from a backup (Time Machine or Vault's backup), or move it aside to start an empty "
+            f"library.", details={"database": str(db_path), "sqlite": reason}) from exc
     return db
