@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from filelock import FileLock
 from sqlmodel import Session, col, func, select
 
-from vaultserver.config import PRIVATE_FILE_MODE, AppPaths
+from vaultserver.config import AppPaths
 from vaultserver.crypto import envelope
-from vaultserver.crypto.keystore import KeyRing, KeyStore, new_master_key
+from vaultserver.crypto.keystore import KeyRing, KeyStore, key_lock, new_master_key
 from vaultserver.db import Database
 from vaultserver.db.models import EncryptionKey, new_id, utcnow
 from vaultserver.errors import NotFoundError
@@ -76,7 +75,7 @@ class KeyService:
         self._settings = settings
         self._audit = audit
         self._thread_lock = threading.RLock()
-        self._file_lock = FileLock(str(paths.private / "keys.lock"), mode=PRIVATE_FILE_MODE)
+        self._file_lock = key_lock(paths)
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._key_ids: dict[str, str] = {}
 
