@@ -88,7 +88,13 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> ob
 
 def qt_application() -> QApplication:
     """The one QApplication, named, with Vault's icon, outliving its windows (Vault stays in the tray)."""
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    if existing is None:
+        app = QApplication(sys.argv[:1])
+    elif isinstance(existing, QApplication):
+        app = existing
+    else:  # a QCoreApplication cannot show windows, and Qt allows only one application object
+        raise RuntimeError(f"Vault needs a QApplication, but a {type(existing).__name__} is already running")
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setWindowIcon(app_icon())

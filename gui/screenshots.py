@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from PySide6.QtWidgets import QApplication, QWidget
 
-from gui.app import VaultApp, wait_until
+from gui.app import VaultApp, qt_application, wait_until
 from gui.controller import VaultController
 from gui.wizard import FirstRunWizard
 from vaultserver.config import AppPaths
@@ -47,7 +47,7 @@ def _save(widget: QWidget, path: Path) -> None:
 
 def render_all(out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
-    app = QApplication.instance()
+    app = qt_application()  # the one `gui.launch` made
     with tempfile.TemporaryDirectory(prefix="vault-shots-") as tmp:
         paths = AppPaths.scratch(Path(tmp))
         controller = VaultController(paths, host="127.0.0.1", port=0)

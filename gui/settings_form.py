@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, get_origin
 
+from pydantic.fields import FieldInfo
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -28,10 +29,19 @@ from vaultserver.config import Settings
 # Moving the master key between keychain and file is not a form edit: the key would be left behind.
 NOT_IN_FORMS = {"keystore"}
 
+# One editor per kind of setting: a switch, a whole or decimal number, a list (one per line), or text.
+Editor = QCheckBox | QSpinBox | QDoubleSpinBox | QPlainTextEdit | QLineEdit
+
+
+def _declared(field: FieldInfo) -> dict[str, Any]:
+    """The label and section a setting declares (`config` always gives a dict, never pydantic's callable)."""
+    extra = field.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
 
 def section_fields(section: str) -> list[str]:
     return [name for name, f in Settings.model_fields.items()
-            if (f.json_schema_extra or {}).get("section") == section and name not in NOT_IN_FORMS]
+            if _declared(f).get("section") == section and name not in NOT_IN_FORMS]
 
 
 def _bounds(name: str) -> tuple[float | None, float | None]:
@@ -47,17 +57,17 @@ class SettingsForm(QWidget):
         super().__init__(parent)
         self.controller = controller
         self.fields = section_fields(section)
-        self.editors: dict[str, QWidget] = {}
+        self.editors: dict[str, Editor] = {}
         form = QFormLayout()
         for name in self.fields:
             info = Settings.model_fields[name]
             editor = self._editor(name, info.annotation)
-            if name == "import_dir":  # empty means the default folder: show which
+            if name == "import_dir" and isinstance(editor, QLineEdit):  # empty means the default: show which
                 editor.setPlaceholderText(str(controller.paths.default_imports))
             editor.setToolTip(info.description or "")
             editor.setAccessibleName(name)
             self.editors[name] = editor
-            label = QLabel((info.json_schema_extra or {}).get("label", name))
+            label = QLabel(str(_declared(info).get("label", name)))
             label.setToolTip(info.description or "")
             form.addRow(label, editor)
         self.apply_button = QPushButton("Apply")
@@ -77,24 +87,24 @@ class SettingsForm(QWidget):
         self.load()
         controller.settings_changed.connect(lambda _settings: self.load())
 
-    def _editor(self, name: str, annotation: Any) -> QWidget:
+    def _editor(self, name: str, annotation: Any) -> Editor:
         low, high = _bounds(name)
         if annotation is bool:
             return QCheckBox()
         if annotation is int:
-            box = QSpinBox()
-            box.setRange(int(low if low is not None else 0), int(high if high is not None else 1_000_000))
-            return box
+            whole = QSpinBox()
+            whole.setRange(int(low if low is not None else 0), int(high if high is not None else 1_000_000))
+            return whole
         if annotation is float:
-            box = QDoubleSpinBox()
-            box.setDecimals(1)
-            box.setRange(low if low is not None else 0.0, high if high is not None else 1e6)
-            return box
+            decimal = QDoubleSpinBox()
+            decimal.setDecimals(1)
+            decimal.setRange(low if low is not None else 0.0, high if high is not None else 1e6)
+            return decimal
         if get_origin(annotation) is list:
-            box = QPlainTextEdit()
-            box.setPlaceholderText("One per line")
-            box.setFixedHeight(80)
-            return box
+            lines = QPlainTextEdit()
+            lines.setPlaceholderText("One per line")
+            lines.setFixedHeight(80)
+            return lines
         return QLineEdit()
 
     def load(self) -> None:

@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import json
-import ssl
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from gui.app import VaultApp, wait_until
 from gui.controller import VaultController
 from vaultserver import APP_NAME, __version__
 from vaultserver.config import AppPaths
+from vaultserver.https_client import HttpsClient
+
+TIMEOUT_SECONDS = 10.0
 
 
 def smoke_test(out: TextIO = sys.stdout) -> int:
@@ -27,12 +29,16 @@ def smoke_test(out: TextIO = sys.stdout) -> int:
         try:
             wait_until(lambda: controller.status.server, 60, "the server to start")
             url = controller.status.urls[0] + "api/health"
-            context = ssl.create_default_context(cafile=str(controller.certificate().ca_file))
-            with urllib.request.urlopen(url, context=context, timeout=10) as response:
-                health = json.loads(response.read())
-            print(f"{APP_NAME} {__version__}: {url} answered {response.status} {json.dumps(health)}",
-                  file=out)
-            ok = response.status == 200 and health.get("status") == "ok"
+            # The address the app shows the owner, so the check also proves that address is right.
+            address = urlsplit(url)
+            if address.hostname is None or address.port is None:
+                raise ValueError(f"The app shows {url!r}, which names no host and port")
+            client = HttpsClient(address.port, controller.certificate().ca_file, address.hostname,
+                                 timeout=TIMEOUT_SECONDS)
+            reply = client.request("GET", address.path)
+            health = reply.json()
+            print(f"{APP_NAME} {__version__}: {url} answered {reply.status} {json.dumps(health)}", file=out)
+            ok = reply.status == 200 and isinstance(health, dict) and health.get("status") == "ok"
         finally:
             vault.quit()
     print("smoke test passed" if ok else "smoke test FAILED", file=out)

@@ -39,7 +39,10 @@ class AdminWindow(QMainWindow):
         controller.failed.connect(self._failed)
 
     def current(self) -> Tab:
-        return self.tabs.currentWidget()  # type: ignore[return-value]
+        page = self.tabs.currentWidget()
+        if not isinstance(page, Tab):  # every page added above is a Tab; Qt types it as any QWidget
+            raise RuntimeError("The admin window has no tab to show")
+        return page
 
     def show_tab(self, title: str) -> Tab:
         page = self.pages[title]

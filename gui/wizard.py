@@ -146,7 +146,7 @@ class FirstRunWizard(QWizard):
 
         def save() -> None:
             services.users.create(name, password, "admin", actor=name)
-            changes = {"keep_originals": keep}
+            changes: dict[str, bool | str] = {"keep_originals": keep}
             if Path(folder).expanduser() != default:
                 changes["import_dir"] = folder
             services.settings.update(**changes)

@@ -31,7 +31,8 @@ def check_qt() -> str:
 
     from vaultserver.api.web import web_root
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
+    existing = QtWidgets.QApplication.instance()
+    app = existing if isinstance(existing, QtWidgets.QApplication) else QtWidgets.QApplication([sys.argv[0]])
     icon = web_root() / "assets" / "icon.svg"
     renderer = QtSvg.QSvgRenderer(str(icon))
     if not renderer.isValid():

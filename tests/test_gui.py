@@ -221,9 +221,9 @@ def test_library_pages_through_a_big_library(qtbot, controller, window, services
 def test_users_tab_adds_disables_and_resets(qtbot, controller, window, services):
     page = window.show_tab("Users")
     qtbot.waitUntil(lambda: page.table.rowCount() == 2)
-    page.create("grandma", "weak", "viewer")
+    page.create_user("grandma", "weak", "viewer")
     qtbot.waitUntil(lambda: "password needs" in page.notice.text().lower() or "must" in page.notice.text())
-    page.create("grandma", STRONG, "viewer")
+    page.create_user("grandma", STRONG, "viewer")
     qtbot.waitUntil(lambda: page.table.rowCount() == 3, timeout=30_000)
     grandma = services.users.by_name("grandma")
     tokens = services.sessions.create(grandma, device_name="iPad")

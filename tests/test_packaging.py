@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -20,10 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = Path("/Applications/Vault.app/Contents/MacOS/Vault")
 
 
-def load_script(name: str):
+def load_script(name: str) -> ModuleType:
     """A module of packaging/ by path: that folder is not a package (it would shadow PyPI's `packaging`)."""
     path = ROOT / "packaging" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"vault_packaging_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} cannot be loaded as a module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -187,6 +187,8 @@ class VaultRuntime:
 
     def _start_server(self) -> None:
         with self._server_lock:
+            if self._listen is None:  # `start` and `start_server` choose the address before coming here
+                raise RuntimeError("The HTTPS server was started before its address was chosen")
             host, port = self._listen
             try:
                 files = ensure_certificate(self.paths)
@@ -233,9 +235,9 @@ class VaultRuntime:
                 except Exception:
                     log.exception("Restarting the HTTPS server on the new address failed")
             with self._server_lock:
-                dead = self.server is not None and not self.server.alive and self.running
-                if dead:
-                    log.error("The HTTPS server stopped unexpectedly (%s); restarting", self.server.error)
+                server = self.server
+                if server is not None and not server.alive and self.running:
+                    log.error("The HTTPS server stopped unexpectedly (%s); restarting", server.error)
                     self.restarts += 1
                     try:
                         self._start_server()

@@ -141,21 +141,24 @@ class Trial:
         from vaultserver.services import open_services
 
         # Opening creates the database and runs every migration.
-        self.services = open_services(AppPaths.scratch(self.root, **TRIAL_SETTINGS))
-        revision = self.services.db.current_revision()
-        if revision != self.services.db.head_revision():
+        self.services = services = open_services(AppPaths.scratch(self.root, **TRIAL_SETTINGS))
+        revision = services.db.current_revision()
+        if revision != services.db.head_revision():
             raise CheckFailed(f"the database is at revision {revision}, not the newest")
-        status = self.services.keys.status()
+        status = services.keys.status()
         return f"database at revision {revision}, master key in the {status.backend} key store"
 
     def start_server(self) -> str:
         from vaultserver.crypto.tls import ensure_certificate
         from vaultserver.runtime import VaultRuntime
 
-        self.ca = ensure_certificate(self.services.paths).ca  # the CA a phone would be told to trust
-        self.runtime = VaultRuntime(self.services.paths, self.services)
-        self.runtime.start(serve=True, host="127.0.0.1", port=0)
-        self.port = self.runtime.endpoint.port
+        services = self.opened
+        self.ca = ensure_certificate(services.paths).ca  # the CA a phone would be told to trust
+        self.runtime = runtime = VaultRuntime(services.paths, services)
+        runtime.start(serve=True, host="127.0.0.1", port=0)
+        if runtime.endpoint is None:
+            raise CheckFailed("Vault started without an HTTPS server")
+        self.port = runtime.endpoint.port
         status, _headers, body = self.request("GET", "/api/health")
         health = json.loads(body)
         if status != 200 or health.get("status") != "ok":
@@ -220,7 +223,7 @@ class Trial:
     def read_back(self) -> str:
         """Sign in as a browser would and read both items back through the API, decrypted."""
         password = f"Sc-{secrets.token_urlsafe(12)}9a!"
-        self.services.users.create("selfcheck", password, "admin", "self-check")
+        self.opened.users.create("selfcheck", password, "admin", "self-check")
         status, _headers, body = self.request("POST", "/api/auth/login", {"username": "selfcheck",
                                                                           "password": password})
         if status != 200:
@@ -248,6 +251,13 @@ class Trial:
 
     # -- helpers --
 
+    @property
+    def opened(self) -> Services:
+        """The scratch data folder's services: every check after the first works on them."""
+        if self.services is None:
+            raise CheckFailed("the data folder is not open")
+        return self.services
+
     def request(self, method: str, path: str, body: dict | None = None,
                 ) -> tuple[int, http.client.HTTPMessage, bytes]:
         from vaultserver.https_client import HttpsClient
@@ -259,16 +269,18 @@ class Trial:
         """Into the import folder the way Import Files… does it: never seen half-copied."""
         from vaultserver.pipeline.watcher import copy_into
 
-        copy_into([made], self.services.settings.current.import_path(self.services.paths))
+        services = self.opened
+        copy_into([made], services.settings.current.import_path(services.paths))
 
     def _wait_for_item(self, media_type: str) -> MediaItem:
+        services = self.opened
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            for item in self.services.library.all_items():
+            for item in services.library.all_items():
                 if item.type == media_type:
                     self.items[media_type] = item.id
                     return item
-            failed = [job for job in self.services.queue.snapshot() if job.status == "failed"]
+            failed = [job for job in services.queue.snapshot() if job.status == "failed"]
             if failed:
                 raise CheckFailed(f"{failed[0].original_name} failed: {failed[0].error}")
             time.sleep(0.1)

@@ -79,7 +79,7 @@ def make_table(headers: Sequence[str]) -> QTableWidget:
     return table
 
 
-def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequence[object] = ()) -> None:
+def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequence[str] = ()) -> None:
     """Replace the rows; `keys[i]` (an id) is kept on row i's first cell for `selected_key`."""
     table.setRowCount(len(rows))
     for r, row in enumerate(rows):
@@ -90,12 +90,14 @@ def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequ
             table.setItem(r, c, item)
 
 
-def selected_key(table: QTableWidget) -> object | None:
+def selected_key(table: QTableWidget) -> str | None:
+    """The id `fill_table` kept on the selected row, or None when no row is selected."""
     rows = table.selectionModel().selectedRows()
     if not rows:
         return None
     item = table.item(rows[0].row(), 0)
-    return item.data(Qt.ItemDataRole.UserRole) if item else None
+    key = item.data(Qt.ItemDataRole.UserRole) if item else None
+    return key if isinstance(key, str) else None
 
 
 def when(moment: datetime | None) -> str:

@@ -61,5 +61,8 @@ class NetworkTab(Tab):
                        "trusting it.", "Issue"):
             return
         self.say("Issuing a new certificate and restarting the server…")
-        self.controller.run(self.controller.reissue_certificate,
-                            lambda info: (self._show(info), self.say("New certificate in use.")), self.fail)
+        self.controller.run(self.controller.reissue_certificate, self._reissued, self.fail)
+
+    def _reissued(self, info: CertificateDetails) -> None:
+        self._show(info)
+        self.say("New certificate in use.")

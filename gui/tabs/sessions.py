@@ -47,7 +47,8 @@ class SessionsTab(Tab):
         self._selection_changed()
 
     def selected(self) -> SessionView | None:
-        return self.sessions.get(selected_key(self.table))  # type: ignore[arg-type]
+        key = selected_key(self.table)
+        return self.sessions.get(key) if key is not None else None
 
     def _selection_changed(self) -> None:
         chosen = self.selected() is not None

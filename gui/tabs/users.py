@@ -101,7 +101,8 @@ class UsersTab(Tab):
         self._selection_changed()
 
     def selected(self) -> UserView | None:
-        return self.users.get(selected_key(self.table))  # type: ignore[arg-type]
+        key = selected_key(self.table)
+        return self.users.get(key) if key is not None else None
 
     def _selection_changed(self) -> None:
         user = self.selected()
@@ -111,18 +112,21 @@ class UsersTab(Tab):
             self.role_button.setText("Make Viewer" if user.role == "admin" else "Make Admin")
             self.active_button.setText("Disable" if user.is_active else "Enable")
 
-    def _change(self, user: UserView, done_text: str, **changes: object) -> None:
+    def _change(self, user: UserView, done_text: str, *, password: str | None = None, role: str | None = None,
+                is_active: bool | None = None) -> None:
+        """One change to an account (the others left as they are: None)."""
         services = self.controller.services
-        self.act(lambda: services.change_user(user.id, actor_name=ACTOR, **changes), done_text)
+        self.act(lambda: services.change_user(user.id, actor_name=ACTOR, password=password, role=role,
+                                              is_active=is_active), done_text)
 
     def add_user(self) -> None:
         dialog = UserDialog(self)
         if not dialog.exec():
             return
         name, role, password = dialog.name.text().strip(), dialog.role.currentData(), dialog.password.text()
-        self.create(name, password, role)
+        self.create_user(name, password, role)
 
-    def create(self, name: str, password: str, role: str) -> None:
+    def create_user(self, name: str, password: str, role: str) -> None:
         users = self.controller.services.users
         self.act(lambda: users.create(name, password, role, actor=ACTOR), f"Added {name}.")
 
