@@ -1,12 +1,21 @@
-"""Administration over HTTP (admins only): users, everyone's sessions, the audit log, the queue, settings."""
+"""Administration over HTTP (admins only): users, everyone's sessions, the audit log, the queue, settings.
+
+Settings changed over the network meet two more checks than the app's own: settings declared `local_only`
+(the key store) are refused, and a listen address must be one this machine can listen on, since a server
+that cannot listen cannot be told over the API to come back.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from typing import Any
 
 from quart import Blueprint, Response, g, jsonify, request
 
 from vaultserver.api.context import json_body, require_auth, run, services, text_field
+from vaultserver.config import Settings
+from vaultserver.crypto.tls import local_addresses
 from vaultserver.errors import ValidationError
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -108,12 +117,47 @@ async def get_settings() -> Response:
 @require_auth(admin=True)
 async def change_settings() -> Response:
     body = await json_body()
-    updated = await run(services().settings.update, **body)
+    updated = await run(_change_settings, body)
     return jsonify({"settings": updated.model_dump()})
 
 
-def _schema() -> dict[str, Any]:
-    from vaultserver.config import Settings
+def _change_settings(changes: dict[str, Any]) -> Settings:
+    settings = services().settings
+    current = settings.current.model_dump()
+    changed = {name for name, value in changes.items() if name in current and current[name] != value}
+    if refused := sorted(n for n in changed if _local_only(n)):
+        raise ValidationError(
+            f"{', '.join(refused)}: can be changed only on this Mac, not over the network (the master key "
+            "would stay behind in the old key store and the data could not be read after a restart)",
+            details={"fields": refused})
+    if "host" in changed and not _can_listen_on(changes["host"]):
+        raise ValidationError(
+            f"host: this machine cannot listen on {changes['host']!r}; use 0.0.0.0 (every interface), "
+            "127.0.0.1 (this Mac only) or one of its own addresses", details={"field": "host"})
+    return settings.update(**changes)
 
+
+def _local_only(name: str) -> bool:
+    return bool((Settings.model_fields[name].json_schema_extra or {}).get("local_only"))
+
+
+def _can_listen_on(host: Any) -> bool:
+    """Whether `host` is an address of this machine (or every address) that a socket can be bound to now."""
+    if not isinstance(host, str) or not host:
+        return False
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host, 0, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)[0]
+        address = ipaddress.ip_address(sockaddr[0])
+        if not (address.is_unspecified or address.is_loopback or str(address) in local_addresses()):
+            return False
+        with socket.socket(family, kind, proto) as probe:  # e.g. the VPN's address while the VPN is down
+            probe.bind(sockaddr)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _schema() -> dict[str, Any]:
     properties: dict[str, Any] = Settings.model_json_schema()["properties"]
     return properties

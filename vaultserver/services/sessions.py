@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import jwt
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, delete, or_
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 
@@ -392,6 +392,12 @@ class SessionService:
         self._record_by(actor, "sessions_revoked", details={"owner": user_id, "count": len(ended),
                                                              "reason": reason})
         return len(ended)
+
+    def prune_ended(self, older_than: datetime) -> int:
+        """Delete the records of sessions that ended (signed out, or expired) before `older_than`."""
+        ended = or_(col(DeviceSession.revoked_at) < older_than, col(DeviceSession.expires_at) < older_than)
+        with self._db.session() as session:
+            return int(session.exec(delete(DeviceSession).where(ended)).rowcount or 0)
 
     def list(self, user_id: str | None = None, active_only: bool = True) -> list[SessionView]:
         now = self.clock()
