@@ -17,6 +17,7 @@ from vaultserver.api.context import json_body, require_auth, run, services, text
 from vaultserver.config import Settings
 from vaultserver.crypto.tls import local_addresses
 from vaultserver.errors import ValidationError
+from vaultserver.services.settings import SettingsService
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -117,18 +118,17 @@ async def get_settings() -> Response:
 @require_auth(admin=True)
 async def change_settings() -> Response:
     body = await json_body()
-    updated = await run(_change_settings, body)
+    updated = await run(_change_settings, services().settings, body)
     return jsonify({"settings": updated.model_dump()})
 
 
-def _change_settings(changes: dict[str, Any]) -> Settings:
-    settings = services().settings
+def _change_settings(settings: SettingsService, changes: dict[str, Any]) -> Settings:
+    """Apply an admin's changes from the network, after the checks only remote changes meet."""
     current = settings.current.model_dump()
     changed = {name for name, value in changes.items() if name in current and current[name] != value}
     if refused := sorted(n for n in changed if _local_only(n)):
         raise ValidationError(
-            f"{', '.join(refused)}: can be changed only on this Mac, not over the network (the master key "
-            "would stay behind in the old key store and the data could not be read after a restart)",
+            f"{', '.join(refused)}: can be changed only on this Mac, not over the network (see its help)",
             details={"fields": refused})
     if "host" in changed and not _can_listen_on(changes["host"]):
         raise ValidationError(
