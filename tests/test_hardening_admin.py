@@ -92,7 +92,7 @@ def _add_audit_row(services, days_old: float, event: str = "login") -> int:
         row = AccessLog(event=event, timestamp=utcnow() - timedelta(days=days_old))
         session.add(row)
         session.flush()
-        return row.id
+        return row.id or 0
 
 
 def _add_session(services, user_id: str, *, created_days_ago: float, revoked_days_ago: float | None) -> str:

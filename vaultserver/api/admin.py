@@ -138,7 +138,8 @@ def _change_settings(settings: SettingsService, changes: dict[str, Any]) -> Sett
 
 
 def _local_only(name: str) -> bool:
-    return bool((Settings.model_fields[name].json_schema_extra or {}).get("local_only"))
+    extra = Settings.model_fields[name].json_schema_extra
+    return isinstance(extra, dict) and extra.get("local_only") is True
 
 
 def _can_listen_on(host: Any) -> bool:
