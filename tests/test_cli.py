@@ -128,6 +128,9 @@ def test_user_and_session_commands(paths):
     assert "phone" not in vault(paths.root, "sessions", "list").stdout
     changed = with_password("user", "passwd", "owner", "--password-stdin", password="An0ther!pass")
     assert changed.returncode == 0, changed.stderr
+    refused = vault(paths.root, "user", "disable", "owner", check=False)  # the only administrator
+    assert refused.returncode == 1 and "at least one active administrator" in refused.stderr
+    assert with_password("user", "add", "spare", "--admin", "--password-stdin").returncode == 0
     assert "Disabled owner" in vault(paths.root, "user", "disable", "owner").stdout
     assert "disabled" in vault(paths.root, "user", "list").stdout
 

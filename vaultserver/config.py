@@ -128,9 +128,14 @@ class AppPaths:
         return paths
 
 
-def _setting(default: Any, help: str, *, label: str, section: str, **constraints: Any) -> Any:
-    return Field(default, description=help, json_schema_extra={"label": label, "section": section},
-                 **constraints)
+def _setting(default: Any, help: str, *, label: str, section: str, local_only: bool = False,
+             **constraints: Any) -> Any:
+    """One setting's declaration. `local_only`: changed on this Mac only (the settings file, the app), never
+    over the network: the admin API refuses it."""
+    extra: dict[str, Any] = {"label": label, "section": section}
+    if local_only:
+        extra["local_only"] = True
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
 
 
 class Settings(BaseModel):
@@ -139,8 +144,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", validate_assignment=True, frozen=True)
 
     import_dir: str = _setting(
-        "", "Folder watched for new photos and videos. Empty means <data dir>/imports.",
-        label="Import folder", section="storage")
+        "", "Folder watched for new photos and videos. Empty means <data dir>/imports. Changed only on this "
+        "Mac: Vault empties the folder it watches.",
+        label="Import folder", section="storage", local_only=True)
     keep_originals: bool = _setting(
         False, "Keep each original file, encrypted, in the library after it is converted.",
         label="Keep originals (encrypted)", section="storage")
@@ -164,8 +170,9 @@ class Settings(BaseModel):
         label="Master key rotation (days)", section="security", ge=1, le=365)
     keystore: str = _setting(
         "auto", "Where the master key lives: 'keychain' (the OS keychain), 'file' (a 0600 file in "
-        "private/), or 'auto' (the keychain where one works, else the file).",
-        label="Master key storage", section="security")
+        "private/), or 'auto' (the keychain where one works, else the file). Changed only on this Mac: "
+        "the key already made would stay behind in the old place.",
+        label="Master key storage", section="security", local_only=True)
 
     port: int = _setting(
         1027, "HTTPS port the gallery is served on.", label="Port", section="network", ge=1, le=65535)
@@ -194,6 +201,12 @@ class Settings(BaseModel):
     max_devices: int = _setting(
         5, "Devices one user may be signed in on; the least recently active is signed out past this.",
         label="Devices per user", section="security", ge=1, le=50)
+    audit_retention_days: int = _setting(
+        365, "Activity log entries older than this are deleted (checked daily).",
+        label="Keep activity log (days)", section="security", ge=1, le=10 * 365)
+    session_retention_days: int = _setting(
+        90, "Records of signed-out and expired devices older than this are deleted (checked daily).",
+        label="Keep ended sessions (days)", section="security", ge=1, le=10 * 365)
 
     @field_validator("allowed_networks", "trusted_proxies")
     @classmethod

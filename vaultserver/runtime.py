@@ -15,13 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from vaultserver.certificate import CertificateDetails  # the front ends import it from here
 from vaultserver.config import AppPaths
-from vaultserver.crypto.tls import TlsFiles, describe, ensure_certificate, host_names, local_addresses
+from vaultserver.crypto.tls import TlsFiles, ensure_certificate, host_names, local_addresses
 from vaultserver.discovery import Advertiser
 from vaultserver.errors import VaultError
 from vaultserver.pipeline import Pipeline
@@ -68,26 +68,6 @@ class Health:
         return self.queue.active
 
 
-@dataclass(frozen=True)
-class CertificateDetails:
-    """The HTTPS certificate as the Network tab and `cert show` present it."""
-
-    subject: str
-    issuer: str
-    not_after: datetime
-    names: tuple[str, ...]
-    sha256: str
-    cert_file: Path
-    ca_file: Path  # what a device installs to trust Vault
-    ca_notice: str | None = None  # the CA was replaced lately: devices must trust the new one
-
-    @classmethod
-    def of(cls, files: TlsFiles) -> CertificateDetails:
-        info = describe(files.cert)
-        return cls(info.subject, info.issuer, info.not_after, tuple(info.names), info.sha256, files.cert,
-                   files.ca, info.ca_notice)
-
-
 def _stamp(files: TlsFiles) -> tuple:
     """What changes when either file of the served certificate is rewritten."""
     def one(path: Path) -> tuple:
@@ -104,6 +84,7 @@ class VaultRuntime:
 
     WATCHDOG_SECONDS = 2.0
     KEY_CHECK_SECONDS = 3600.0
+    PRUNE_SECONDS = 24 * 3600.0
 
     def __init__(self, paths: AppPaths, services: Services | None = None,
                  mdns_interfaces: list[str] | None = None) -> None:
@@ -225,8 +206,9 @@ class VaultRuntime:
 
     def _supervise(self) -> None:
         """Restart the server thread if it dies or its certificate is re-issued on disk (by `vaultserver cert
-        regenerate` from a terminal, say); rotate the master key when it is due (checked hourly)."""
-        next_key_check = 0.0
+        regenerate` from a terminal, say); rotate the master key when it is due (checked hourly); prune old
+        audit and session records (on start, then daily)."""
+        next_key_check = next_prune = 0.0
         while not self._watchdog_stop.wait(0 if next_key_check == 0 else self.WATCHDOG_SECONDS):
             if self._restart_requested.is_set():
                 self._restart_requested.clear()
@@ -247,6 +229,9 @@ class VaultRuntime:
             if time.monotonic() >= next_key_check:
                 next_key_check = time.monotonic() + self.KEY_CHECK_SECONDS
                 self._rotate_if_due()
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + self.PRUNE_SECONDS
+                self._prune_old_records()
 
     def _follow_certificate(self) -> None:
         """Serve a certificate re-issued on disk. The files are written one after the other, so a change is
@@ -271,6 +256,12 @@ class VaultRuntime:
                 self.services.keys.rotate()
         except Exception:  # the key stays valid; retried at the next check
             log.exception("Scheduled master-key rotation failed")
+
+    def _prune_old_records(self) -> None:
+        try:
+            self.services.prune_old_records()
+        except Exception:  # nothing is lost by waiting: tried again the next day
+            log.exception("Pruning old audit and session records failed")
 
     def _advertise(self, enabled: bool) -> None:
         """Start or stop the mDNS record; a failure here never stops Vault serving."""

@@ -45,7 +45,7 @@ def create_app(services: Services) -> Quart:
         if allowed:
             return None
         await run(
-            services.audit.record,
+            services.audit.record_refusal,  # folded per address and minute: a flood cannot fill the log
             AuditEvent(
                 "network_denied",
                 "denied",

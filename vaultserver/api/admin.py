@@ -1,4 +1,8 @@
-"""Administration over HTTP (admins only): users, everyone's sessions, the audit log, the queue, settings."""
+"""Administration over HTTP (admins only): users, everyone's sessions, the audit log, the queue, settings.
+
+Settings changed over the network go through `SettingsService.update_from_network`, which holds the checks
+only a remote change meets (local-only settings, a listen address this machine has).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Any
 from quart import Blueprint, Response, g, jsonify, request
 
 from vaultserver.api.context import json_body, require_auth, run, services, text_field
-from vaultserver.errors import ValidationError, VaultError
+from vaultserver.config import Settings
+from vaultserver.errors import ValidationError
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -108,16 +113,10 @@ async def get_settings() -> Response:
 @require_auth(admin=True)
 async def change_settings() -> Response:
     body = await json_body()
-    if "import_dir" in body and body["import_dir"] != services().settings.current.import_dir:
-        # Vault empties that folder: only the owner at the Mac (the app or the command line) may choose it.
-        raise VaultError("The import folder can only be changed in the Vault app on the Mac itself",
-                         code="SEC_003", status=403, details={"field": "import_dir"})
-    updated = await run(services().settings.update, **body)
+    updated = await run(services().settings.update_from_network, **body)
     return jsonify({"settings": updated.model_dump()})
 
 
 def _schema() -> dict[str, Any]:
-    from vaultserver.config import Settings
-
     properties: dict[str, Any] = Settings.model_json_schema()["properties"]
     return properties

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from vaultserver.config import AppPaths
 from vaultserver.crypto.keystore import KeyStore, choose_backend
 from vaultserver.db import Database, open_database
-from vaultserver.services.audit import AuditService
+from vaultserver.db.models import utcnow
+from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
 from vaultserver.services.media import MediaService
@@ -41,6 +43,18 @@ class Services:
         if changes.get("is_active") is False or changes.get("password") is not None:
             self.sessions.revoke_all_for_user(user_id, "account_changed_by_admin", None, actor)
         return user
+
+    def prune_old_records(self) -> dict[str, int]:
+        """Delete audit entries and ended sessions past their retention settings (the runtime does this
+        daily); returns how many of each went."""
+        settings, now = self.settings.current, utcnow()
+        audit_before = now - timedelta(days=settings.audit_retention_days)
+        sessions_before = now - timedelta(days=settings.session_retention_days)
+        removed = {"audit": self.audit.prune(audit_before),
+                   "sessions": self.sessions.prune_ended(sessions_before)}
+        if any(removed.values()):
+            self.audit.record(AuditEvent("records_pruned", details=removed))
+        return removed
 
 
 def open_services(paths: AppPaths) -> Services:

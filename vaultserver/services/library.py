@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ITEM_CACHE = 10_000
 SORTABLE = {"created_at", "taken_at", "original_name", "size", "duration"}
+MAX_PAGE = 1_000_000  # far past any home library; far beyond it the offset overflows SQL integers
 
 # What an item's folder holds. All but the HLS segments are in the at-rest container format.
 IMAGE_FILE = "image.vlt"  # the WebP served for a photo
@@ -304,10 +305,11 @@ class LibraryService:
              order: str = "desc", page: int = 1, limit: int = 50) -> Page:
         if media_type not in (None, "", "all", "image", "video"):
             raise ValidationError("type must be image, video or all", details={"type": media_type})
-        if sort not in SORTABLE or order not in ("asc", "desc") or page < 1 or not 1 <= limit <= 500:
+        bad_paging = not (1 <= page <= MAX_PAGE and 1 <= limit <= 500)
+        if sort not in SORTABLE or order not in ("asc", "desc") or bad_paging:
             raise ValidationError("Bad sort, order, page or limit",
                                   details={"sort": sorted(SORTABLE), "order": ["asc", "desc"],
-                                           "limit": "1..500", "page": ">= 1"})
+                                           "limit": "1..500", "page": f"1..{MAX_PAGE}"})
         filters: builtins.list[ColumnElement[bool]] = []
         if media_type in ("image", "video"):
             filters.append(col(MediaFile.media_type) == media_type)

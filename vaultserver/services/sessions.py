@@ -376,6 +376,12 @@ class SessionService:
                                                              "reason": reason})
         return len(ended)
 
+    def prune_ended(self, older_than: datetime) -> int:
+        """Delete the records of sessions that ended (signed out, or expired) before `older_than`."""
+        ended = or_(col(DeviceSession.revoked_at) < older_than, col(DeviceSession.expires_at) < older_than)
+        with self._db.session() as session:
+            return int(session.exec(delete(DeviceSession).where(ended)).rowcount or 0)
+
     def list(self, user_id: str | None = None, active_only: bool = True) -> list[SessionView]:
         now = self.clock()
         idle = timedelta(minutes=self._settings.current.idle_timeout_minutes)

@@ -8,14 +8,17 @@ the top of the disk.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vaultserver.config import AppPaths, Settings, load_settings, save_settings
-from vaultserver.errors import ValidationError
+from vaultserver.crypto.tls import local_addresses
+from vaultserver.errors import ValidationError, VaultError
 
 log = logging.getLogger(__name__)
 
@@ -94,5 +97,57 @@ class SettingsService:
             listener(old, new)
         return new
 
+    def update_from_network(self, **changes: Any) -> Settings:
+        """An admin's change over the HTTP API: `update`, after the checks only a remote change meets.
+
+        Settings declared `local_only` (the import folder, the key store) are for the owner at the Mac: a
+        remote admin changing one is refused (SEC_003). A new `host` must be one this machine can listen on,
+        or the change would stop the server with no way back through the API. Sending a current value back
+        unchanged (a form saving all its fields) is not a change.
+        """
+        current = self._current.model_dump()
+        changed = {name for name, value in changes.items() if name in current and current[name] != value}
+        if refused := sorted(name for name in changed if _local_only(name)):
+            labels = ", ".join(_label(name) for name in refused)
+            raise VaultError(f"{labels}: can be changed only in the Vault app on the Mac itself, not over "
+                             "the network", code="SEC_003", status=403,
+                             details={"field": refused[0], "fields": refused})
+        if "host" in changed and not _can_listen_on(changes["host"]):
+            raise ValidationError(
+                f"host: this machine cannot listen on {changes['host']!r}; use 0.0.0.0 (every interface), "
+                "127.0.0.1 (this Mac only) or one of its own addresses", details={"field": "host"})
+        return self.update(**changes)
+
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+
+def _declared(name: str) -> dict[str, Any]:
+    extra = Settings.model_fields[name].json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+def _local_only(name: str) -> bool:
+    return _declared(name).get("local_only") is True
+
+
+def _label(name: str) -> str:
+    label = _declared(name).get("label")
+    return label if isinstance(label, str) else name
+
+
+def _can_listen_on(host: Any) -> bool:
+    """Whether `host` is an address of this machine (or every address) that a socket can be bound to now."""
+    if not isinstance(host, str) or not host:
+        return False
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host, 0, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)[0]
+        address = ipaddress.ip_address(sockaddr[0])
+        if not (address.is_unspecified or address.is_loopback or str(address) in local_addresses()):
+            return False
+        with socket.socket(family, kind, proto) as probe:  # e.g. the VPN's address while the VPN is down
+            probe.bind(sockaddr)
+    except (OSError, ValueError):
+        return False
+    return True

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import bcrypt
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from vaultserver.db import Database
 from vaultserver.db.models import DeviceSession, PlaybackPosition, User, utcnow
@@ -65,6 +65,15 @@ POLICY: tuple[tuple[str, Callable[[str], bool]], ...] = (
 _DUMMY_PASSWORD = b"timing equaliser"
 _DUMMY_HASH = bcrypt.hashpw(_DUMMY_PASSWORD, bcrypt.gensalt(BCRYPT_ROUNDS))
 WRONG_CREDENTIALS = "Wrong username or password"
+
+
+LAST_ADMIN = ("Vault needs at least one active administrator: make another account an administrator "
+              "first")
+
+
+def _active_admins(session: Session) -> list[str]:
+    """Ids of the active administrators, as this transaction sees them (its own changes included)."""
+    return list(session.exec(select(User.id).where(User.role == "admin", col(User.is_active))).all())
 
 
 class InvalidCredentials(VaultError):
@@ -249,7 +258,7 @@ class UserService:
         raise InvalidCredentials(WRONG_CREDENTIALS)
 
     def _deny(self, username: str, ip: str, reason: str) -> None:
-        self._audit.record(AuditEvent("login", "denied", username=username, ip_address=ip,
+        self._audit.record_refusal(AuditEvent("login", "denied", username=username, ip_address=ip,
                                       details={"reason": reason}))
 
     def get(self, user_id: str) -> UserView | None:
@@ -290,6 +299,8 @@ class UserService:
                 row.role = role
             if is_active is not None:
                 row.is_active = is_active
+            if (role is not None or is_active is not None) and not _active_admins(session):
+                raise ValidationError(LAST_ADMIN, details={"field": "is_active" if role is None else "role"})
             row.updated_at = utcnow()
             session.add(row)
         changed = [
@@ -306,9 +317,8 @@ class UserService:
             row = session.get(User, user_id)
             if row is None:
                 raise VaultError("No such user", code="VALIDATION_001", status=404)
-            admins = session.exec(select(User.id).where(User.role == "admin", col(User.is_active))).all()
-            if row.role == "admin" and len(admins) <= 1:
-                raise ValidationError("The last administrator cannot be deleted")
+            if row.role == "admin" and row.is_active and _active_admins(session) == [row.id]:
+                raise ValidationError(LAST_ADMIN)
             for table in (DeviceSession, PlaybackPosition):
                 for owned in session.exec(select(table).where(table.user_id == user_id)).all():
                     session.delete(owned)
