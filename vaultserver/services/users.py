@@ -6,6 +6,7 @@ wording tells an attacker which usernames exist.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -40,7 +41,12 @@ POLICY: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("a digit", lambda p: any(c.isdigit() for c in p)),
     ("a special character", lambda p: any(not c.isalnum() for c in p)),
 )
-_DUMMY_HASH = bcrypt.hashpw(b"timing equaliser", bcrypt.gensalt(BCRYPT_ROUNDS))
+
+
+@functools.cache
+def _dummy_hash(rounds: int) -> bytes:
+    """A hash at the cost real ones have, made on first use: at import, every command would pay for it."""
+    return bcrypt.hashpw(b"timing equaliser", bcrypt.gensalt(rounds))
 
 
 class InvalidCredentials(VaultError):
@@ -159,11 +165,12 @@ class UserService:
             row = session.exec(select(User).where(User.username == username)).first()
         now = utcnow()
         if row and row.locked_until and row.locked_until > now:
-            bcrypt.checkpw(password.encode(), _DUMMY_HASH)
+            bcrypt.checkpw(password.encode(), _dummy_hash(BCRYPT_ROUNDS))
             self._deny(username, ip, "locked")
             raise TooManyAttempts("This account is locked after repeated failed sign-ins.",
                                   int((row.locked_until - now).total_seconds()) + 1)
-        valid = bcrypt.checkpw(password.encode(), row.password_hash.encode() if row else _DUMMY_HASH)
+        stored = row.password_hash.encode() if row else _dummy_hash(BCRYPT_ROUNDS)
+        valid = bcrypt.checkpw(password.encode(), stored)
         with self._db.session() as session:
             fresh = session.get(User, row.id) if row else None
             if fresh is not None and valid and fresh.is_active:
