@@ -156,7 +156,7 @@ def test_the_ui_stays_responsive_while_a_video_is_converted(qtbot, controller, m
     timer = QTimer()
     timer.timeout.connect(tick)
     timer.start(20)
-    media.copy_into(media.video(seconds=6, size="1280x720"), controller.import_folder, "long.mp4")
+    media.copy_into(media.video(seconds=4, size="1280x720"), controller.import_folder, "long.mp4")
     qtbot.waitUntil(lambda: controller.status.counts.processing == 1, timeout=30_000)
     start = len(gaps)
     qtbot.waitUntil(lambda: controller.status.counts.done == 1, timeout=180_000)
