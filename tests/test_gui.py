@@ -232,9 +232,10 @@ def test_users_tab_adds_disables_and_resets(qtbot, controller, window, services)
     assert page.active_button.text() == "Disable"
     page.toggle_active()
     qtbot.waitUntil(lambda: not services.users.by_name("grandma").is_active, timeout=30_000)
+    # The button changes once the whole change is done: the account disabled, then its devices signed out.
+    qtbot.waitUntil(lambda: page.active_button.text() == "Enable", timeout=30_000)
     with pytest.raises(Exception, match="revoked|ended|signed out|Session"):
         services.sessions.authenticate(tokens.access_token)
-    qtbot.waitUntil(lambda: page.active_button.text() == "Enable")
     page.toggle_role()
     qtbot.waitUntil(lambda: services.users.by_name("grandma").role == "admin", timeout=30_000)
     page._change(services.users.by_name("grandma"), "done", password="N3w!password", is_active=True)
