@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests.frozen_build import BackgroundBuild, FrozenApp, pyinstaller_installed
 from tests.support import Account, AppClient, InProcessApp
 from vaultserver.config import AppPaths
 from vaultserver.ffmpeg import ffmpeg as find_ffmpeg
 from vaultserver.pipeline import Pipeline
-from vaultserver.services import Services, open_services
+from vaultserver.services import Services, open_services, users
 from vaultserver.services.library import MediaItem
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -35,6 +36,60 @@ os.environ["VAULT_KEYSTORE"] = "file"
 # mDNS off: test servers must not announce themselves on the machine's real network.
 FAST_SETTINGS: dict[str, Any] = {"stable_seconds": 0.0, "retry_backoff_seconds": 0.05, "workers": 2,
                                  "mdns_enabled": False}
+
+
+# bcrypt's cost in tests, where nobody attacks the hashes: Vault's cost (12) takes about 0.25 s of CPU per
+# hash or check, and the suite makes a few hundred. Tests marked `production_password_cost` get Vault's.
+PRODUCTION_PASSWORD_COST = users.BCRYPT_ROUNDS
+TEST_PASSWORD_COST = 4
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "production_password_cost: bcrypt at the cost Vault uses, not the "
+                                       "cheap one the other tests use")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes() -> Iterator[None]:
+    """In this process only: Vault started as a subprocess hashes at its own cost."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(users, "BCRYPT_ROUNDS", TEST_PASSWORD_COST)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def password_cost(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The bcrypt cost this test's passwords are hashed at."""
+    if request.node.get_closest_marker("production_password_cost"):
+        monkeypatch.setattr(users, "BCRYPT_ROUNDS", PRODUCTION_PASSWORD_COST)
+    return users.BCRYPT_ROUNDS
+
+
+BACKGROUND_BUILD = pytest.StashKey[BackgroundBuild]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the frozen app's build now if a selected test needs it (see tests/frozen_build.py)."""
+    wanted = any("frozen_app" in getattr(item, "fixturenames", ()) for item in session.items)
+    if wanted and not session.config.option.collectonly and pyinstaller_installed():
+        session.config.stash[BACKGROUND_BUILD] = BackgroundBuild()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if build := config.stash.get(BACKGROUND_BUILD, None):
+        build.discard()
+
+
+@pytest.fixture(scope="session")
+def frozen_app(pytestconfig: pytest.Config) -> FrozenApp:
+    """The app as `make app` builds it (build_app.spec via packaging/build.py), built once per run."""
+    if not pyinstaller_installed():
+        if os.environ.get("CI"):
+            pytest.fail("PyInstaller is missing: it is a dev dependency (pip install -e '.[dev]')")
+        pytest.skip("PyInstaller is not installed (pip install -e '.[dev]')")
+    if BACKGROUND_BUILD not in pytestconfig.stash:
+        pytestconfig.stash[BACKGROUND_BUILD] = BackgroundBuild()
+    return pytestconfig.stash[BACKGROUND_BUILD].result(timeout=900)
 
 
 @pytest.fixture(scope="session")

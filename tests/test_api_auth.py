@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import bcrypt
 import pytest
 
 from tests.support import Account, AppClient
+from vaultserver.db.models import User
 
 
 @pytest.fixture
@@ -57,6 +59,15 @@ def test_login_returns_tokens_user_and_strict_cookies(client, owner_account):
     assert me.status == 200 and me.json()["user"]["username"] == owner_account.username
 
 
+@pytest.mark.production_password_cost
+def test_passwords_are_stored_as_bcrypt_at_cost_12(services, viewer_account):
+    with services.db.session() as session:
+        stored = session.get(User, viewer_account.id).password_hash
+    assert stored.startswith("$2b$12$")
+    assert bcrypt.checkpw(viewer_account.password.encode(), stored.encode())
+
+
+@pytest.mark.production_password_cost
 def test_wrong_password_and_unknown_user_look_the_same(client, viewer_account):
     timings = {}
     for name, password in ((viewer_account.username, "Wrong!pass1"), ("nobody", "Wrong!pass1")):

@@ -207,7 +207,8 @@ def sign_in(page: Page, name=VIEWER, password=VIEWER_PASSWORD) -> None:
 
 def signed_in(page: Page, name=VIEWER, password=VIEWER_PASSWORD) -> None:
     sign_in(page, name, password)
-    page.wait_for_selector(f".tile >> nth={len(PHOTOS)}")  # all of them: the photos and the video
+    # All of them, the photos and the video: real tiles only (a reload shows 12 skeleton tiles first).
+    page.wait_for_selector(f".tile[data-id] >> nth={len(PHOTOS)}")
 
 
 def session_id(page: Page) -> str:

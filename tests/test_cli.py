@@ -1,28 +1,70 @@
-"""The command line other tools drive Vault through: exact commands, exit codes and JSON shapes."""
+"""The command line other tools drive Vault through: exact commands, exit codes and JSON shapes.
+
+The entry point itself, and whatever crosses processes (a second processor, a running Vault told about a
+new certificate), run `python -m vaultserver.cli` for real; the other commands run its `main` in this
+process, with the same arguments, standard input, output and exit code, and without a second of start-up each.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from PIL import Image
 
-from vaultserver import __version__
+from vaultserver import __version__, cli
 
 
 def vault(data_dir, *args, env_extra=None, check=True):
-    import os
+    """`vaultserver --data-dir DATA_DIR ARGS…` as its own process."""
     env = {**os.environ, **(env_extra or {})}
     result = subprocess.run([sys.executable, "-m", "vaultserver.cli", "--data-dir", str(data_dir), *args],
                             capture_output=True, text=True, timeout=600, env=env)
     if check:
         assert result.returncode == 0, result.stderr
     return result
+
+
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def command(capsys, monkeypatch) -> Callable[..., Ran]:
+    """`vaultserver --data-dir DATA_DIR ARGS…` through `cli.main` in this process; `stdin` is what it reads.
+
+    The log set-up is left out: it is once per process and would send every later test's log to this
+    test's data folder (the subprocess tests run it).
+    """
+    monkeypatch.setattr(cli, "setup_logging", lambda paths, verbose: None)
+
+    def run(data_dir, *args: str, stdin: str = "", env_extra: dict[str, str] | None = None,
+            check: bool = True) -> Ran:
+        for name, value in (env_extra or {}).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        try:
+            returncode = cli.main(["--data-dir", str(data_dir), *args])
+        except SystemExit as exit_:  # argparse's usage errors
+            returncode = exit_.code if isinstance(exit_.code, int) else 1
+        out, err = capsys.readouterr()
+        if check:
+            assert returncode == 0, err
+        return Ran(returncode, out, err)
+    return run
 
 
 def test_version():
@@ -56,38 +98,38 @@ def test_process_list_and_export_round_trip(media, paths, tmp_path, ffmpeg_bin):
     assert "Duration: 00:00:02" in probe.stderr
 
 
-def test_export_of_an_unknown_id_is_a_clear_error(paths):
-    result = vault(paths.root, "library", "export", "0123abcd", "/tmp/x.webp", check=False)
+def test_export_of_an_unknown_id_is_a_clear_error(paths, command):
+    result = command(paths.root, "library", "export", "0123abcd", "/tmp/x.webp", check=False)
     assert result.returncode == 1 and "MEDIA_001" in result.stderr and "No such media item" in result.stderr
-    result = vault(paths.root, "library", "export", "../../etc/passwd", "/tmp/x.webp", check=False)
+    result = command(paths.root, "library", "export", "../../etc/passwd", "/tmp/x.webp", check=False)
     assert result.returncode == 1 and "MEDIA_001" in result.stderr
 
 
-def test_keys_status_and_rotate(paths):
-    status = json.loads(vault(paths.root, "keys", "status", "--json").stdout)
+def test_keys_status_and_rotate(paths, command):
+    status = json.loads(command(paths.root, "keys", "status", "--json").stdout)
     assert status["backend"] == "file" and status["rotation_overdue"] is False
     assert "rotation_due_at" in status
-    rotated = vault(paths.root, "keys", "rotate").stdout
+    rotated = command(paths.root, "keys", "rotate").stdout
     assert "New master key" in rotated
-    assert json.loads(vault(paths.root, "keys", "status", "--json").stdout)["master_key_id"] != \
+    assert json.loads(command(paths.root, "keys", "status", "--json").stdout)["master_key_id"] != \
         status["master_key_id"]
 
 
-def test_doctor_passes_on_a_healthy_install(paths):
-    result = vault(paths.root, "doctor")
+def test_doctor_passes_on_a_healthy_install(paths, command):
+    result = command(paths.root, "doctor")
     assert "All checks passed." in result.stdout and "[ok] ffmpeg" in result.stdout
 
 
 @pytest.mark.parametrize("ffmpeg", ["/nonexistent/ffmpeg", "/bin/false"])
-def test_doctor_explains_a_missing_or_broken_ffmpeg(paths, ffmpeg):
-    result = vault(paths.root, "doctor", env_extra={"VAULT_FFMPEG": ffmpeg}, check=False)
+def test_doctor_explains_a_missing_or_broken_ffmpeg(paths, ffmpeg, command):
+    result = command(paths.root, "doctor", env_extra={"VAULT_FFMPEG": ffmpeg}, check=False)
     assert result.returncode == 1 and "[FAIL] ffmpeg" in result.stdout and "Traceback" not in result.stderr
 
 
-def test_process_refuses_to_start_with_a_broken_ffmpeg_and_touches_nothing(paths, media):
+def test_process_refuses_to_start_with_a_broken_ffmpeg_and_touches_nothing(paths, media, command):
     photo = media.copy_into(media.image("cli.jpg"), paths.default_imports)
-    result = vault(paths.root, "process", "--once", env_extra={"VAULT_FFMPEG": "/nonexistent/ffmpeg"},
-                   check=False)
+    result = command(paths.root, "process", "--once", env_extra={"VAULT_FFMPEG": "/nonexistent/ffmpeg"},
+                     check=False)
     assert result.returncode == 1 and "VAULT_FFMPEG" in result.stderr
     assert photo.exists() and list(paths.failed.iterdir()) == []
 
@@ -105,11 +147,9 @@ def test_a_second_processor_on_the_same_data_dir_is_refused(paths):
         runtime.services.close()
 
 
-def test_user_and_session_commands(paths):
+def test_user_and_session_commands(paths, command):
     def with_password(*args, password="Sup3r!pass"):
-        import os
-        command = [sys.executable, "-m", "vaultserver.cli", "--data-dir", str(paths.root), *args]
-        return subprocess.run(command, input=password + "\n", capture_output=True, text=True, env=os.environ)
+        return command(paths.root, *args, stdin=password + "\n", check=False)
 
     created = with_password("user", "add", "owner", "--admin", "--password-stdin")
     assert "Created admin owner" in created.stdout
@@ -123,16 +163,16 @@ def test_user_and_session_commands(paths):
         session = services.sessions.create(user, device_name="phone").session_id
     finally:
         services.close()
-    assert "phone" in vault(paths.root, "sessions", "list").stdout
-    assert "Signed out session" in vault(paths.root, "sessions", "revoke", session).stdout
-    assert "phone" not in vault(paths.root, "sessions", "list").stdout
+    assert "phone" in command(paths.root, "sessions", "list").stdout
+    assert "Signed out session" in command(paths.root, "sessions", "revoke", session).stdout
+    assert "phone" not in command(paths.root, "sessions", "list").stdout
     changed = with_password("user", "passwd", "owner", "--password-stdin", password="An0ther!pass")
     assert changed.returncode == 0, changed.stderr
-    refused = vault(paths.root, "user", "disable", "owner", check=False)  # the only administrator
+    refused = command(paths.root, "user", "disable", "owner", check=False)  # the only administrator
     assert refused.returncode == 1 and "at least one active administrator" in refused.stderr
     assert with_password("user", "add", "spare", "--admin", "--password-stdin").returncode == 0
-    assert "Disabled owner" in vault(paths.root, "user", "disable", "owner").stdout
-    assert "disabled" in vault(paths.root, "user", "list").stdout
+    assert "Disabled owner" in command(paths.root, "user", "disable", "owner").stdout
+    assert "disabled" in command(paths.root, "user", "list").stdout
 
 
 def served_fingerprint(port: int) -> str:
@@ -154,14 +194,14 @@ def test_cert_regenerate_against_a_running_vault_is_served_without_a_restart(ser
     assert server.endpoint.port == port and server.health().server
 
 
-def test_cert_show_and_regenerate_without_a_running_vault(paths):
-    shown = vault(paths.root, "cert", "show").stdout
+def test_cert_show_and_regenerate_without_a_running_vault(paths, command):
+    shown = command(paths.root, "cert", "show").stdout
     assert "SHA-256:" in shown and "ca.pem" in shown
-    regenerated = vault(paths.root, "cert", "regenerate").stdout
+    regenerated = command(paths.root, "cert", "regenerate").stdout
     assert regenerated.split("SHA-256:")[1].split()[0] != shown.split("SHA-256:")[1].split()[0]
     assert "from its next start" in regenerated
 
 
-def test_launching_the_app_is_the_vault_command_not_a_vaultserver_one(paths):
-    result = vault(paths.root, "launch", check=False)
+def test_launching_the_app_is_the_vault_command_not_a_vaultserver_one(paths, command):
+    result = command(paths.root, "launch", check=False)
     assert result.returncode == 2 and "invalid choice: 'launch'" in result.stderr

@@ -156,7 +156,7 @@ def test_the_ui_stays_responsive_while_a_video_is_converted(qtbot, controller, m
     timer = QTimer()
     timer.timeout.connect(tick)
     timer.start(20)
-    media.copy_into(media.video(seconds=6, size="1280x720"), controller.import_folder, "long.mp4")
+    media.copy_into(media.video(seconds=4, size="1280x720"), controller.import_folder, "long.mp4")
     qtbot.waitUntil(lambda: controller.status.counts.processing == 1, timeout=30_000)
     start = len(gaps)
     qtbot.waitUntil(lambda: controller.status.counts.done == 1, timeout=180_000)
@@ -232,9 +232,10 @@ def test_users_tab_adds_disables_and_resets(qtbot, controller, window, services)
     assert page.active_button.text() == "Disable"
     page.toggle_active()
     qtbot.waitUntil(lambda: not services.users.by_name("grandma").is_active, timeout=30_000)
+    # The button changes once the whole change is done: the account disabled, then its devices signed out.
+    qtbot.waitUntil(lambda: page.active_button.text() == "Enable", timeout=30_000)
     with pytest.raises(Exception, match="revoked|ended|signed out|Session"):
         services.sessions.authenticate(tokens.access_token)
-    qtbot.waitUntil(lambda: page.active_button.text() == "Enable")
     page.toggle_role()
     qtbot.waitUntil(lambda: services.users.by_name("grandma").role == "admin", timeout=30_000)
     page._change(services.users.by_name("grandma"), "done", password="N3w!password", is_active=True)

@@ -208,51 +208,61 @@ def bundled_files(app: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_the_frozen_app_builds_lean_and_passes_its_self_check(tmp_path, capsys):
-    try:
-        import PyInstaller  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("PyInstaller is missing: it is a dev dependency (pip install -e '.[dev]')")
-        pytest.skip("PyInstaller is not installed (pip install -e '.[dev]')")
+def test_the_frozen_app_builds_lean_and_passes_its_self_check(frozen_app, tmp_path, capsys):
     build = load_script("build")
-    dist = tmp_path / "dist"
-    made = subprocess.run([sys.executable, str(ROOT / "packaging" / "build.py"), "--distpath", str(dist),
-                           "--workpath", str(tmp_path / "work"), "--no-self-check"],
-                          capture_output=True, text=True, timeout=900)
-    assert made.returncode == 0, made.stdout + made.stderr[-5000:]
-    built = made.stdout.splitlines()[-1]
+    assert frozen_app.returncode == 0, frozen_app.stdout + frozen_app.stderr[-5000:]
+    built = frozen_app.stdout.splitlines()[-1]
     with capsys.disabled():
         print(f"\n{built}")
+    dist = frozen_app.dist
     app = build.app_path(dist)
     assert built.startswith(f"Built {app} in ") and " MB (largest: " in built
 
-    files = [path.relative_to(app).as_posix() for path in app.rglob("*")]
-    unused = [name for name in files if any(word in name.lower() for word in UNUSED_IN_BUNDLE)]
-    assert unused == []
-    for module in ("QtCore", "QtGui", "QtWidgets", "QtSvg"):
-        assert any(f"PySide6/{module}." in name for name in files), module
-    data = bundled_files(app)
-    web = ROOT / "resources" / "web"
-    for source in (path for path in web.rglob("*") if path.is_file()):
-        copy = data / "resources" / "web" / source.relative_to(web)
-        assert copy.read_bytes() == source.read_bytes(), copy
-    migrations = ROOT / "vaultserver" / "db" / "migrations" / "versions"
-    for script in migrations.glob("*.py"):
-        assert (data / "vaultserver" / "db" / "migrations" / "versions" / script.name).is_file(), script.name
-    assert (data / "packaging" / login_item.TEMPLATE_NAME).is_file()
+    # The two runs of the built app share nothing, so they run side by side while the bundle is inspected.
+    checking, smoking = tmp_path / "self-check", tmp_path / "smoke-test"
+    checking.mkdir()
+    smoking.mkdir()
+    runs = {
+        "self-check": subprocess.Popen([str(build.executable(dist)), "--self-check"], stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True,
+                                       env=isolated_env(checking, VAULT_KEYSTORE="keychain")),
+        "smoke-test": subprocess.Popen([str(build.executable(dist)), "--smoke-test"], stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True,
+                                       env=isolated_env(smoking, QT_QPA_PLATFORM="offscreen")),
+    }
 
-    checked = subprocess.run([str(build.executable(dist)), "--self-check"], capture_output=True, text=True,
-                             timeout=300, env=isolated_env(tmp_path, VAULT_KEYSTORE="keychain"))
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    lines = checked.stdout.splitlines()
+    try:
+        files = [path.relative_to(app).as_posix() for path in app.rglob("*")]
+        unused = [name for name in files if any(word in name.lower() for word in UNUSED_IN_BUNDLE)]
+        assert unused == []
+        for module in ("QtCore", "QtGui", "QtWidgets", "QtSvg"):
+            assert any(f"PySide6/{module}." in name for name in files), module
+        data = bundled_files(app)
+        web = ROOT / "resources" / "web"
+        for source in (path for path in web.rglob("*") if path.is_file()):
+            copy = data / "resources" / "web" / source.relative_to(web)
+            assert copy.read_bytes() == source.read_bytes(), copy
+        versions = Path("vaultserver", "db", "migrations", "versions")
+        for script in (ROOT / versions).glob("*.py"):
+            assert (data / versions / script.name).is_file(), script.name
+        assert (data / "packaging" / login_item.TEMPLATE_NAME).is_file()
+
+        outputs = {name: run.communicate(timeout=300) for name, run in runs.items()}
+    finally:
+        for run in runs.values():  # a failed look at the bundle leaves no app running
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+
+    stdout, stderr = outputs["self-check"]
+    assert runs["self-check"].returncode == 0, stdout + stderr
+    lines = stdout.splitlines()
     assert lines[0].startswith("Vault self-check (frozen app, ")
-    assert all(line.startswith("✓ ") for line in lines[1:-1]) and len(lines[1:-1]) == 10, checked.stdout
+    assert all(line.startswith("✓ ") for line in lines[1:-1]) and len(lines[1:-1]) == 10, stdout
     assert lines[-1].startswith("Self-check passed: 10 checks in ")
     ffmpeg_line = next(line for line in lines if line.startswith("✓ ffmpeg"))
     assert f" at {app.resolve()}" in ffmpeg_line or f" at {app}" in ffmpeg_line  # the bundled one
-    assert not (tmp_path / "owner-data").exists()
+    assert not (checking / "owner-data").exists()
 
-    smoke = subprocess.run([str(build.executable(dist)), "--smoke-test"], capture_output=True, text=True,
-                           timeout=300, env=isolated_env(tmp_path, QT_QPA_PLATFORM="offscreen"))
-    assert smoke.returncode == 0 and "smoke test passed" in smoke.stdout, smoke.stdout + smoke.stderr
+    stdout, stderr = outputs["smoke-test"]
+    assert runs["smoke-test"].returncode == 0 and "smoke test passed" in stdout, stdout + stderr

@@ -11,6 +11,7 @@ UPDATE), so concurrent guesses cannot get more checks than the lockout allows.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -63,8 +64,13 @@ POLICY: tuple[tuple[str, Callable[[str], bool]], ...] = (
      lambda p: password_bytes(p) is not None),
 )
 _DUMMY_PASSWORD = b"timing equaliser"
-_DUMMY_HASH = bcrypt.hashpw(_DUMMY_PASSWORD, bcrypt.gensalt(BCRYPT_ROUNDS))
 WRONG_CREDENTIALS = "Wrong username or password"
+
+
+@functools.cache
+def _dummy_hash(rounds: int) -> bytes:
+    """A hash at the cost real ones have, made on first use: at import, every command would pay for it."""
+    return bcrypt.hashpw(_DUMMY_PASSWORD, bcrypt.gensalt(rounds))
 
 
 LAST_ADMIN = ("Vault needs at least one active administrator: make another account an administrator "
@@ -141,7 +147,7 @@ def hash_password(password: str) -> str:
 
 def _spend_a_check() -> bool:
     """Cost what a real password check costs, so refusing without one does not show in the timing."""
-    bcrypt.checkpw(_DUMMY_PASSWORD, _DUMMY_HASH)
+    bcrypt.checkpw(_DUMMY_PASSWORD, _dummy_hash(BCRYPT_ROUNDS))
     return False
 
 
