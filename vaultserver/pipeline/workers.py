@@ -20,6 +20,7 @@ from pathlib import Path
 
 from vaultserver.db.models import utcnow
 from vaultserver.errors import MediaError
+from vaultserver.ffmpeg import DEFAULT_LIMITS, FfmpegLimits
 from vaultserver.pipeline.ingest import Ingestor, sha256_of
 from vaultserver.services import Services
 from vaultserver.services.audit import AuditEvent
@@ -33,9 +34,10 @@ GONE = "The file disappeared before it was processed"
 
 
 class WorkerPool:
-    def __init__(self, services: Services, ffmpeg: Callable[[], str]) -> None:
+    def __init__(self, services: Services, ffmpeg: Callable[[], str], *,
+                 limits: FfmpegLimits = DEFAULT_LIMITS) -> None:
         self._services = services
-        self._ingestor = Ingestor(services, ffmpeg)
+        self._ingestor = Ingestor(services, ffmpeg, limits)
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._running = threading.Event()
