@@ -204,16 +204,17 @@ def remux_ts_to_mp4(binary: str, chunks: Iterable[bytes], seconds: float, dest: 
            "-format_whitelist", "mpegts", "-protocol_whitelist", "pipe", "-i", "pipe:0",
            "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(dest)]
     proc = start(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stderr is not None  # both asked for as pipes
+    stdin, stderr = proc.stdin, proc.stderr
+    assert stdin is not None and stderr is not None  # both asked for as pipes
     watchdog = Watchdog(proc, limits.transcode_seconds(seconds), limits.grace_seconds)
     watchdog.start()
     errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)  # type: ignore
+    reader = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
     reader.start()
     try:
         for chunk in chunks:
-            proc.stdin.write(chunk)
-        proc.stdin.close()
+            stdin.write(chunk)
+        stdin.close()
     except BrokenPipeError:
         pass  # ffmpeg stopped early; its exit code and message say why
     except BaseException:
