@@ -1,15 +1,27 @@
-"""Finding and checking ffmpeg: `VAULT_FFMPEG`, else the binary bundled by imageio-ffmpeg, else PATH."""
+"""Finding, checking and running ffmpeg: `VAULT_FFMPEG`, else the binary bundled by imageio-ffmpeg, else PATH.
+
+Every run that reads a file Vault did not write opens it through `untrusted_input()`: only real media
+containers, only the local file itself. Playlists (HLS, concat, SDP...) and network protocols would let one
+dropped file make ffmpeg read other files or wait on the network. Every run is bounded in time: it starts in
+its own session so that a run past its bound (or cancelled) is stopped with everything it started, by
+SIGTERM, a short grace, then SIGKILL to the whole process group.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import signal
 import subprocess
+import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
-from vaultserver.errors import ConfigurationError
+from vaultserver.errors import ConfigurationError, VaultError
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +84,148 @@ def ffmpeg() -> str:
     if not check.ok:
         raise ConfigurationError(f"ffmpeg at {path} lacks: {', '.join(check.missing)}")
     return path
+
+
+# Demuxers of file-based media containers (names as `ffmpeg -demuxers` lists them). Left out on purpose:
+# hls, dash, concat, sdp, rtsp, image2 and the like, which open further files or connections.
+INPUT_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "mpeg", "flv", "asf", "ogg",
+                 "mxf", "dv")
+
+
+def untrusted_input(path: Path) -> list[str]:
+    """`-i path` for a file Vault did not write, restricted to media containers read from that file alone."""
+    return ["-format_whitelist", ",".join(INPUT_FORMATS), "-protocol_whitelist", "file", "-i", str(path)]
+
+
+@dataclass(frozen=True)
+class FfmpegLimits:
+    """How long an ffmpeg run may take before it is stopped. Generous: a slow Mac converting a long film must
+    finish; only a run that cannot finish (a hang, an endless input) reaches them."""
+
+    probe_seconds: float = 60.0
+    transcode_min_seconds: float = 600.0
+    transcode_per_media_second: float = 10.0
+    stall_seconds: float = 300.0  # no progress reported for this long: ffmpeg is stuck
+    grace_seconds: float = 5.0  # between SIGTERM and SIGKILL
+
+    def transcode_seconds(self, duration: float) -> float:
+        return max(self.transcode_min_seconds, self.transcode_per_media_second * duration)
+
+
+DEFAULT_LIMITS = FfmpegLimits()
+
+
+class FfmpegTimeout(VaultError):
+    """An ffmpeg run passed its time bound or stopped making progress, and was stopped."""
+
+
+def start(cmd: list[str], **popen_args) -> subprocess.Popen:
+    """Start ffmpeg as the leader of a new session, so `stop_group()` reaches everything it started."""
+    return subprocess.Popen(cmd, start_new_session=True, **popen_args)
+
+
+def stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the run's process group, wait up to `grace` for it, then SIGKILL whatever is left."""
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(proc, signal.SIGKILL)  # children may outlive a leader that obeyed SIGTERM
+    proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is gone already
+
+
+def run_bounded(cmd: list[str], seconds: float, grace: float, what: str) -> subprocess.CompletedProcess[str]:
+    """Run to completion and capture its output as text; FfmpegTimeout (group stopped) after `seconds`."""
+    proc = start(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 errors="replace")
+    try:
+        out, err = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        stop_group(proc, grace)
+        proc.communicate()
+        raise FfmpegTimeout(f"ffmpeg {what} ran longer than {seconds:.0f} s and was stopped",
+                            details={"seconds": seconds}) from None
+    except BaseException:
+        stop_group(proc, 0)
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+class Watchdog(threading.Thread):
+    """Stops a running ffmpeg (its whole group) when it is cancelled, passes `seconds`, or reports no
+    progress for `stall_seconds`; `reason` then says which. Call `progressed()` whenever ffmpeg advances."""
+
+    def __init__(self, proc: subprocess.Popen, seconds: float, grace: float,
+                 stall_seconds: float | None = None, cancel: threading.Event | None = None) -> None:
+        super().__init__(daemon=True, name="ffmpeg-watchdog")
+        self._proc, self._seconds, self._grace, self._stall = proc, seconds, grace, stall_seconds
+        self._cancel = cancel or threading.Event()
+        self._began = self._last_progress = time.monotonic()
+        self._finished = threading.Event()
+        self.reason: str | None = None
+        self.cancelled = False
+
+    def progressed(self) -> None:
+        self._last_progress = time.monotonic()
+
+    def finish(self) -> None:
+        """The run ended by itself; stop watching it."""
+        self._finished.set()
+        self.join()
+
+    def run(self) -> None:
+        while not self._finished.wait(0.1) and self._proc.poll() is None:
+            now = time.monotonic()
+            if self._cancel.is_set():
+                self.reason, self.cancelled = "cancelled", True
+            elif now - self._began > self._seconds:
+                self.reason = f"ran longer than {self._seconds:.0f} s"
+            elif self._stall is not None and now - self._last_progress > self._stall:
+                self.reason = f"made no progress for {self._stall:.0f} s"
+            if self.reason:
+                log.warning("Stopping ffmpeg (pid %d): %s", self._proc.pid, self.reason)
+                stop_group(self._proc, self._grace)
+                return
+
+
+def remux_ts_to_mp4(binary: str, chunks: Iterable[bytes], seconds: float, dest: Path,
+                    limits: FfmpegLimits = DEFAULT_LIMITS) -> None:
+    """Stream-copy MPEG-TS that Vault feeds through a pipe (decrypted in memory) into an MP4 at `dest`."""
+    cmd = [binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "mpegts",
+           "-format_whitelist", "mpegts", "-protocol_whitelist", "pipe", "-i", "pipe:0",
+           "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(dest)]
+    proc = start(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stdin, stderr = proc.stdin, proc.stderr
+    assert stdin is not None and stderr is not None  # both asked for as pipes
+    watchdog = Watchdog(proc, limits.transcode_seconds(seconds), limits.grace_seconds)
+    watchdog.start()
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
+    reader.start()
+    try:
+        for chunk in chunks:
+            stdin.write(chunk)
+        stdin.close()
+    except BrokenPipeError:
+        pass  # ffmpeg stopped early; its exit code and message say why
+    except BaseException:
+        stop_group(proc, 0)
+        raise
+    finally:
+        code = proc.wait()
+        watchdog.finish()
+        reader.join()
+    if watchdog.reason:
+        raise FfmpegTimeout(f"ffmpeg {watchdog.reason} writing the export and was stopped")
+    if code != 0:
+        raise VaultError("ffmpeg could not write the export",
+                         details={"ffmpeg": b"".join(errors).decode(errors="replace")[-500:]})

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from vaultserver.ffmpeg import ffmpeg
+from vaultserver.pipeline.diskspace import DiskSpaceError
 from vaultserver.pipeline.ingest import remove_leftover_key_files
 from vaultserver.pipeline.watcher import ImportWatcher
 from vaultserver.pipeline.workers import WorkerPool, wait_until_idle
@@ -17,10 +21,10 @@ log = logging.getLogger(__name__)
 class Pipeline:
     """The ingest pipeline of one data dir. Start it only while holding the runtime lock."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, disk_usage: Callable[[Path], Any] | None = None) -> None:
         self.services = services
         self.watcher = ImportWatcher(services.settings, services.queue)
-        self.workers = WorkerPool(services, ffmpeg)
+        self.workers = WorkerPool(services, ffmpeg, disk_usage=disk_usage)
 
     def recover(self) -> None:
         """After a crash: finish a half-done key rotation, re-queue interrupted jobs, sweep partial output."""
@@ -39,7 +43,9 @@ class Pipeline:
         self.workers.stop()
 
     def process_once(self, timeout: float | None = None) -> bool:
-        """Take everything now in the import folder, convert it, and return when the queue is empty."""
+        """Take everything now in the import folder, convert it, and return when the queue is empty.
+
+        DiskSpaceError if work stops for want of free disk space: waiting for it could take forever."""
         self.recover()
         root = self.services.settings.current.import_path(self.services.paths)
         root.mkdir(parents=True, exist_ok=True)
@@ -51,6 +57,9 @@ class Pipeline:
                 self.watcher.check_stable(root, stable)
                 if self.watcher.pending:
                     time.sleep(0.25)
-            return wait_until_idle(self.services, timeout)
+            finished = wait_until_idle(self.services, timeout, until=self.workers.stalled_for_space)
+            if shortage := self.workers.stalled_for_space():
+                raise DiskSpaceError(shortage)
+            return finished
         finally:
             self.workers.stop()

@@ -21,6 +21,7 @@ from vaultserver.config import PRIVATE_FILE_MODE, AppPaths
 from vaultserver.crypto.container import seal_bytes, seal_file
 from vaultserver.db.models import new_id
 from vaultserver.errors import MediaError
+from vaultserver.ffmpeg import DEFAULT_LIMITS, FfmpegLimits
 from vaultserver.hls import KEY_SCHEME, Variant, master_playlist, peak_bandwidth, segments, variants
 from vaultserver.pipeline import images, previews
 from vaultserver.pipeline.probe import probe
@@ -75,9 +76,11 @@ def sha256_of(path: Path, on_progress: Callable[[float], None] | None = None) ->
 
 
 class Ingestor:
-    def __init__(self, services: Services, ffmpeg: Callable[[], str]) -> None:
+    def __init__(self, services: Services, ffmpeg: Callable[[], str],
+                 limits: FfmpegLimits = DEFAULT_LIMITS) -> None:
         self._services = services
         self._ffmpeg = ffmpeg
+        self._limits = limits
 
     def ingest(self, job_id: str, source: Path, original_name: str, sha256: str, progress: Progress,
                cancel: threading.Event | None = None) -> MediaItem:
@@ -120,7 +123,7 @@ class Ingestor:
         ffmpeg = self._ffmpeg()
         source = original.path
         try:
-            info = probe(ffmpeg, source)
+            info = probe(ffmpeg, source, self._limits)
         except MediaError as exc:
             raise MediaError("Not a photo or video Vault can read (corrupt, truncated or unsupported)",
                              details={"reason": exc.message, **exc.details}) from exc
@@ -134,7 +137,8 @@ class Ingestor:
             _write_private(key_file, hls_key.key)
             _write_private(key_info, f"{KEY_SCHEME}{hls_key.id}\n{key_file}\n{hls_key.iv}\n".encode())
             outputs = transcode(ffmpeg, source, hls_dir, key_info, info,
-                                on_progress=lambda f: progress("transcoding", 0.02 + 0.9 * f), cancel=cancel)
+                                on_progress=lambda f: progress("transcoding", 0.02 + 0.9 * f), cancel=cancel,
+                                limits=self._limits)
         finally:
             key_file.unlink(missing_ok=True)
             key_info.unlink(missing_ok=True)

@@ -2,18 +2,19 @@
 
 ffmpeg prints a stable, line-oriented description of each input on stderr (`ffmpeg -i FILE`); this module
 reads the parts the pipeline needs: duration, the first real video stream (size, pixel format, colour
-transfer, display rotation, frame rate) and whether there is audio.
+transfer, display rotation, frame rate) and whether there is audio. A file that is not a media container
+(a playlist, a concat list) is not even opened by ffmpeg, and so reads as "not a readable video file".
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from vaultserver.errors import MediaError
+from vaultserver.ffmpeg import DEFAULT_LIMITS, FfmpegLimits, run_bounded, untrusted_input
 
 log = logging.getLogger(__name__)
 
@@ -144,16 +145,19 @@ def _last_line(report: str) -> str:
     return lines[-1] if lines else ""
 
 
-def probe(ffmpeg: str, path: Path) -> ProbeResult:
+MEASURE_BYTES_PER_SECOND = 20_000_000  # the slowest disk read we allow for when measuring a duration
+
+
+def probe(ffmpeg: str, path: Path, limits: FfmpegLimits = DEFAULT_LIMITS) -> ProbeResult:
     """Probe `path`; where the container states no duration (some mkv/webm), measure it by demuxing."""
-    result = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)],
-                            capture_output=True, text=True, errors="replace", timeout=120)
+    result = run_bounded([ffmpeg, "-hide_banner", "-nostdin", *untrusted_input(path)],
+                         limits.probe_seconds, limits.grace_seconds, "probe")
     info = parse_probe(result.stderr)
     if info.duration > 0:
         return info
-    measured = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0",
-                               "-c", "copy", "-f", "null", "-"],
-                              capture_output=True, text=True, errors="replace", timeout=600)
+    bound = limits.probe_seconds + path.stat().st_size / MEASURE_BYTES_PER_SECOND
+    measured = run_bounded([ffmpeg, "-hide_banner", "-nostdin", *untrusted_input(path), "-map", "0:v:0",
+                            "-c", "copy", "-f", "null", "-"], bound, limits.grace_seconds, "measuring")
     times = _TIME.findall(measured.stderr)
     duration = _seconds(*times[-1]) if times else 0.0
     if duration <= 0:

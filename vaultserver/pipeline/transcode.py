@@ -2,11 +2,14 @@
 
 The HLS muxer writes AES-128 encrypted segments straight into the (encrypted-only) staging folder. The
 animated thumbnail, the preview's candidate frames and the poster frame leave ffmpeg through pipes and are
-encrypted in memory, so no plaintext picture of the video ever touches the disk.
+encrypted in memory, so no plaintext picture of the video ever touches the disk. The run is bounded by the
+video's duration and stopped if its progress report stalls; a disk that fills up mid-run is reported as such
+(OSError ENOSPC), not blamed on the video.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import subprocess
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaultserver.errors import MediaError
+from vaultserver.ffmpeg import DEFAULT_LIMITS, FfmpegLimits, FfmpegTimeout, Watchdog, start, untrusted_input
 from vaultserver.pipeline.probe import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -150,7 +154,7 @@ def build_command(ffmpeg: str, source: Path, out_dir: Path, key_info: Path, info
         f"scale={poster_size[0]}:{poster_size[1]},setsar=1,format=rgb24[poster]",
     ]
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats",
-           "-progress", f"pipe:{fds['progress']}", "-i", str(source),
+           "-progress", f"pipe:{fds['progress']}", *untrusted_input(source),
            "-filter_complex", ";".join(graph)]
     stream_map = []
     for i, r in enumerate(rungs):
@@ -181,8 +185,9 @@ def build_command(ffmpeg: str, source: Path, out_dir: Path, key_info: Path, info
 
 def transcode(ffmpeg: str, source: Path, out_dir: Path, key_info: Path, info: ProbeResult,
               on_progress: Callable[[float], None] | None = None,
-              cancel: threading.Event | None = None) -> VideoOutputs:
-    """Run the one-pass transcode. Bad input raises MediaError with ffmpeg's own words."""
+              cancel: threading.Event | None = None, limits: FfmpegLimits = DEFAULT_LIMITS) -> VideoOutputs:
+    """Run the one-pass transcode. Bad input raises MediaError with ffmpeg's own words; a run past its bounds
+    FfmpegTimeout; a cancelled one InterruptedError."""
     pipes = {name: os.pipe() for name in ("progress", "thumb", "scene", "uniform", "poster")}
     child_fds = {name: w for name, (_r, w) in pipes.items()}
     cmd, plan = build_command(ffmpeg, source, out_dir, key_info, info, child_fds)
@@ -198,24 +203,33 @@ def transcode(ffmpeg: str, source: Path, out_dir: Path, key_info: Path, info: Pr
     }
     log.debug("ffmpeg: %s", " ".join(cmd))
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, pass_fds=tuple(child_fds.values()))
+        proc = start(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                     pass_fds=tuple(child_fds.values()))
     finally:
         for fd in child_fds.values():
             os.close(fd)
+    watchdog = Watchdog(proc, limits.transcode_seconds(info.duration), limits.grace_seconds,
+                        limits.stall_seconds, cancel)
+    watchdog.start()
     for reader in readers.values():
         reader.start()
     stderr_lines: list[str] = []
     stderr_thread = threading.Thread(target=_collect_lines, args=(proc.stderr, stderr_lines), daemon=True)
     stderr_thread.start()
-    _follow_progress(pipes["progress"][0], info.duration, proc, on_progress, cancel)
+    _follow_progress(pipes["progress"][0], info.duration, on_progress, watchdog)
     code = proc.wait()
+    watchdog.finish()
     stderr_thread.join()
     for reader in readers.values():
         reader.join()
-    if cancel is not None and cancel.is_set():
+    if watchdog.cancelled:
         raise InterruptedError("transcode cancelled")
+    if watchdog.reason:
+        raise FfmpegTimeout(f"ffmpeg {watchdog.reason} converting this video and was stopped",
+                            details={"ffmpeg": stderr_lines[-5:]})
     if code != 0:
+        if any("No space left on device" in line for line in stderr_lines):
+            raise OSError(errno.ENOSPC, "No space left on device (ffmpeg writing the conversion)")
         raise MediaError("ffmpeg could not convert this video",
                          details={"ffmpeg": stderr_lines[-5:], "exit_code": code})
     for name, reader in readers.items():
@@ -236,13 +250,17 @@ def _collect_lines(stream, into: list[str]) -> None:
             del into[:100]
 
 
-def _follow_progress(fd: int, duration: float, proc: subprocess.Popen,
-                     on_progress: Callable[[float], None] | None, cancel: threading.Event | None) -> None:
-    """Read ffmpeg's `-progress` key=value stream; report a 0..1 fraction; kill ffmpeg if cancelled."""
+def _follow_progress(fd: int, duration: float, on_progress: Callable[[float], None] | None,
+                     watchdog: Watchdog) -> None:
+    """Read ffmpeg's `-progress` key=value stream; report a 0..1 fraction; tell the watchdog of each advance.
+
+    Progress is a frame or output time that moved on: ffmpeg repeats its last report while it waits."""
+    seen: dict[str, str] = {}
     with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as stream:
         for line in stream:
-            if cancel is not None and cancel.is_set() and proc.poll() is None:
-                proc.kill()
             key, _, value = line.strip().partition("=")
+            if key in ("frame", "out_time_us") and seen.get(key) != value:
+                seen[key] = value
+                watchdog.progressed()
             if key == "out_time_us" and on_progress and duration > 0 and value.isdigit():
                 on_progress(min(1.0, int(value) / 1e6 / duration))

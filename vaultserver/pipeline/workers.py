@@ -5,10 +5,16 @@ A job's file is where it was found (its absolute path), whatever the import fold
 Bad input (corrupt, not media) goes to `failed/` unchanged with a sidecar saying why; other errors are
 retried with backoff up to the configured number of attempts, then go to `failed/` too. Only Vault's own
 import folder is emptied into `failed/`: in a folder the owner chose, such files are reported and left.
+
+A full disk is nobody's file's fault: a job without room (checked before it starts), or one that hits
+ENOSPC or a full database anywhere, goes back in line without using an attempt, and the pool takes no new
+work until space returns. Whatever goes wrong, a job never stays "processing" once its worker let go of it:
+the outcome is written, or the job is put back; a write the database refuses is kept and tried again.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -17,9 +23,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from vaultserver.db.models import utcnow
 from vaultserver.errors import MediaError
+from vaultserver.ffmpeg import DEFAULT_LIMITS, FfmpegLimits
+from vaultserver.pipeline import diskspace
+from vaultserver.pipeline.diskspace import WAITING_STAGE, DiskRoom, SpaceShortage, is_disk_full
 from vaultserver.pipeline.ingest import Ingestor, sha256_of
 from vaultserver.services import Services
 from vaultserver.services.audit import AuditEvent
@@ -33,9 +43,17 @@ GONE = "The file disappeared before it was processed"
 
 
 class WorkerPool:
-    def __init__(self, services: Services, ffmpeg: Callable[[], str]) -> None:
+    def __init__(self, services: Services, ffmpeg: Callable[[], str], *,
+                 limits: FfmpegLimits = DEFAULT_LIMITS, disk_usage: Callable[[Path], Any] | None = None,
+                 recheck_seconds: float = diskspace.RECHECK_SECONDS) -> None:
         self._services = services
-        self._ingestor = Ingestor(services, ffmpeg)
+        self._ingestor = Ingestor(services, ffmpeg, limits)
+        self.disk = DiskRoom(services.paths.library, disk_usage)
+        self._recheck_seconds = recheck_seconds
+        self._state = threading.Lock()  # guards the three below
+        self._shortage: SpaceShortage | None = None
+        self._busy = 0  # workers between claiming a job and letting go of it
+        self._unwritten: dict[str, Callable[[], None]] = {}  # job id -> queue write the database refused
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._running = threading.Event()
@@ -46,6 +64,16 @@ class WorkerPool:
     @property
     def paused(self) -> bool:
         return not self._running.is_set()
+
+    @property
+    def waiting_for_space(self) -> SpaceShortage | None:
+        """Why no new job is taken, if the library's disk is too full."""
+        return self._shortage
+
+    def stalled_for_space(self) -> SpaceShortage | None:
+        """The shortage, once it holds up all work: nothing is being converted and nothing new is taken."""
+        with self._state:
+            return self._shortage if self._busy == 0 else None
 
     def start(self) -> None:
         self._stop.clear()
@@ -77,26 +105,105 @@ class WorkerPool:
             self._services.queue.changed.notify_all()
 
     def _loop(self) -> None:
-        queue = self._services.queue
         while not self._stop.is_set():
             self._running.wait()
             if self._stop.is_set():
                 break
-            max_attempts = self._services.settings.current.max_attempts
-            if exhausted := queue.claim_exhausted(max_attempts):
-                self._give_up(exhausted)
-                continue
-            job = queue.claim(max_attempts)
-            if job is None:
-                wait = queue.next_due_in()
-                with queue.changed:  # _stop is checked under the lock stop() notifies with: no lost wake-up
-                    if not self._stop.is_set():
-                        queue.changed.wait(timeout=min(wait if wait is not None else 5.0, 5.0) or 0.05)
-                continue
             try:
-                self.process(job)
-            except Exception:  # never let one job kill a worker
+                self._step()
+            except Exception:  # a failing database or disk must not end the worker: try again shortly
+                log.exception("A worker step failed")
+                self._stop.wait(1.0)
+
+    def _step(self) -> None:
+        queue = self._services.queue
+        self._write_unwritten()
+        if self._still_short_of_space():
+            self._idle(self._recheck_seconds)
+            return
+        max_attempts = self._services.settings.current.max_attempts
+        with self._state:
+            self._busy += 1
+        try:
+            if exhausted := queue.claim_exhausted(max_attempts):
+                self._run(exhausted, self._give_up, refund_attempt=False)
+            elif job := queue.claim(max_attempts):
+                self._run(job, self.process, refund_attempt=True)
+            else:
+                wait = queue.next_due_in()
+                self._idle(min(wait if wait is not None else 5.0, 5.0) or 0.05)
+        finally:
+            with self._state:
+                self._busy -= 1
+
+    def _idle(self, seconds: float) -> None:
+        queue = self._services.queue
+        with queue.changed:  # _stop is checked under the lock stop() notifies with: no lost wake-up
+            if not self._stop.is_set():
+                queue.changed.wait(timeout=seconds)
+
+    def _run(self, job: JobView, work: Callable[[JobView], None], refund_attempt: bool) -> None:
+        """Do one job's work; whatever happens, the job does not stay "processing" afterwards."""
+        error: Exception | None = None
+        try:
+            work(job)
+        except Exception as exc:  # never let one job kill a worker
+            error = exc
+            if is_disk_full(exc):
+                shortage = self.disk.shortage_after_full(_size_of(job.source))
+                self._pause_for_space(job, shortage, refund_attempt)
+            else:
                 log.exception("Unexpected error processing %s", job.source_path)
+        self._record(job.id, lambda: self._put_back_if_processing(job, error))
+
+    def _put_back_if_processing(self, job: JobView, error: Exception | None) -> None:
+        """Its outcome could not be written (the error came while recording it): retry it later, the attempt
+        counted, so an error that repeats ends in failed/ like any other."""
+        current = self._services.queue.get(job.id)
+        if current is None or current.status != "processing":
+            return
+        reason = f"{type(error).__name__}: {error}" if error else "The worker let go of it unfinished"
+        delay = self._services.settings.current.retry_backoff_seconds * 2 ** max(0, current.attempts - 1)
+        self._services.queue.retry_later(job.id, reason, delay)
+
+    def _record(self, job_id: str, write: Callable[[], None]) -> None:
+        """A queue write for a job; if the database refuses it, keep it and try again before new work."""
+        try:
+            write()
+        except Exception:
+            log.exception("Could not record the state of job %s; will try again", job_id)
+            with self._state:
+                self._unwritten[job_id] = write
+            return
+        with self._state:
+            self._unwritten.pop(job_id, None)
+
+    def _write_unwritten(self) -> None:
+        with self._state:
+            pending = list(self._unwritten.items())
+        for job_id, write in pending:
+            self._record(job_id, write)
+
+    def _pause_for_space(self, job: JobView, shortage: SpaceShortage, refund_attempt: bool) -> None:
+        with self._state:
+            if self._shortage is None or shortage.need > self._shortage.need:
+                self._shortage = shortage
+        log.warning("%s: %s; no new work is taken until there is", job.source_path, shortage.message)
+        self._record(job.id, lambda: self._services.queue.put_back(
+            job.id, stage=WAITING_STAGE, error=shortage.message, refund_attempt=refund_attempt))
+
+    def _still_short_of_space(self) -> bool:
+        with self._state:
+            shortage = self._shortage
+        if shortage is None:
+            return False
+        if (have := self.disk.free()) < shortage.need:
+            return True
+        with self._state:
+            if self._shortage is shortage:
+                self._shortage = None
+        log.info("Free disk space is back (%d bytes free); converting again", have)
+        return False
 
     # --- one job ----------------------------------------------------------------------------------------
 
@@ -112,6 +219,9 @@ class WorkerPool:
         report = lambda stage, fraction: services.queue.report(job.id, stage, fraction)  # noqa: E731
         if not source.is_file():
             services.queue.finish(job.id, "gone", error=GONE)
+            return
+        if shortage := self.disk.shortage_for(_size_of(source)):
+            self._pause_for_space(job, shortage, refund_attempt=True)
             return
         try:
             report("hashing", 0.0)
@@ -134,6 +244,8 @@ class WorkerPool:
             services.queue.put_back(job.id)  # a shutdown is not the file's fault: no attempt used
             return
         except Exception as exc:
+            if is_disk_full(exc):
+                raise  # not the file's fault: the job waits for space (see _run)
             log.exception("Processing %s failed", job.source_path)
             self._retry_or_quarantine(job, source, import_root, exc)
             return
@@ -142,14 +254,11 @@ class WorkerPool:
 
     def _give_up(self, job: JobView) -> None:
         """A job that was under way every time Vault stopped, `max_attempts` times: quarantined, not run."""
-        try:
-            if not job.source.is_file():
-                self._services.queue.finish(job.id, "gone", error=GONE)
-                return
-            reason = f"Vault stopped {job.attempts} times while converting this file; it is not tried again"
-            self._quarantine(job, job.source, Path(job.import_root), reason, {"attempts": job.attempts})
-        except Exception:  # never let one job kill a worker
-            log.exception("Could not give up on %s", job.source_path)
+        if not job.source.is_file():
+            self._services.queue.finish(job.id, "gone", error=GONE)
+            return
+        reason = f"Vault stopped {job.attempts} times while converting this file; it is not tried again"
+        self._quarantine(job, job.source, Path(job.import_root), reason, {"attempts": job.attempts})
 
     def _retry_or_quarantine(self, job: JobView, source: Path, import_root: Path, exc: Exception) -> None:
         settings = self._services.settings.current
@@ -166,32 +275,47 @@ class WorkerPool:
 
         Only from the import folder Vault created: a folder the owner chose holds their own files, so there
         a file Vault cannot take is reported (job, log, audit) and left where it is; the queue does not take
-        it again unless it changes.
+        it again unless it changes. If the database refuses to record the failure, the original is put back
+        where it was, so that the job, tried again, still finds it.
         """
         services = self._services
+        moved: Path | None = None
         if import_root.resolve() == services.paths.default_imports.resolve():
-            where = {"moved_to": self._move_to_failed(job, source, import_root, reason, details)}
+            moved = services.paths.failed / self._move_to_failed(job, source, import_root, reason, details)
+            where = {"moved_to": moved.name}
             log.warning("Moved %s to failed/: %s", job.source_path, reason)
         else:
             where = {"left_in": str(import_root)}
             log.warning("Left %s in %s: %s", job.source_path, import_root, reason)
-        services.queue.finish(job.id, "failed", error=reason)
+        try:
+            services.queue.finish(job.id, "failed", error=reason)
+        except Exception:
+            if moved and moved.is_file() and not source.exists():
+                source.parent.mkdir(parents=True, exist_ok=True)  # its emptied folder may have been pruned
+                _move(moved, source)
+                moved.with_name(moved.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
+            raise
         services.audit.record(AuditEvent("ingest_failed", outcome="failed", resource=job.source_path,
                                          details={"reason": reason, **details, **where}))
         self._emit("failed", job.id)
 
     def _move_to_failed(self, job: JobView, source: Path, import_root: Path, reason: str,
                         details: dict) -> str:
+        """The sidecar goes first, so a file in failed/ always says why; neither is left half-written."""
         dest = _free_name(self._services.paths.failed / source.name)
+        sidecar = dest.with_name(dest.name + SIDECAR_SUFFIX)
         try:
-            _move(source, dest)
-            sidecar = dest.with_name(dest.name + SIDECAR_SUFFIX)
             sidecar.write_text(json.dumps({
                 "file": source.name, "from": job.source_path, "reason": reason, "details": details,
                 "attempts": job.attempts, "failed_at": utcnow().isoformat()}, indent=2, default=str))
-            _prune_empty_dirs(source.parent, import_root)
+            _move(source, dest)
         except OSError as exc:  # the original stays where it was; it is still not lost
+            sidecar.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise
             log.error("Could not move %s to the failed folder: %s", source, exc)
+            return dest.name
+        _prune_empty_dirs(source.parent, import_root)
         return dest.name
 
     @staticmethod
@@ -208,15 +332,30 @@ def _free_name(path: Path) -> Path:
     return candidate
 
 
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _move(source: Path, dest: Path) -> None:
-    """Rename where possible; across file systems copy, fsync, then remove the source."""
+    """Rename where possible; across file systems copy, fsync, then remove the source. A copy that fails
+    (a full disk) is removed: the original is still where it was."""
     try:
         os.replace(source, dest)
-    except OSError:
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    try:
         shutil.copy2(source, dest)
         with open(dest, "rb") as fh:
             os.fsync(fh.fileno())
-        source.unlink()
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    source.unlink()
 
 
 def _prune_empty_dirs(folder: Path, root: Path) -> None:
@@ -230,10 +369,12 @@ def _prune_empty_dirs(folder: Path, root: Path) -> None:
         folder = folder.parent
 
 
-def wait_until_idle(services: Services, timeout: float | None = None, poll: float = 0.2) -> bool:
-    """Block until no job is queued or processing (retries included). False on timeout."""
+def wait_until_idle(services: Services, timeout: float | None = None, poll: float = 0.2,
+                    until: Callable[[], object] | None = None) -> bool:
+    """Block until no job is queued or processing (retries included), or `until()` is true. False on
+    timeout."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    while services.queue.counts().active:
+    while services.queue.counts().active and not (until and until()):
         if deadline is not None and time.monotonic() > deadline:
             return False
         with services.queue.changed:

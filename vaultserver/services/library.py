@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,8 +30,8 @@ from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile
 from vaultserver.db import Database
 from vaultserver.db.models import MediaFile, PlaybackPosition, utcnow
-from vaultserver.errors import NotFoundError, ValidationError, VaultError
-from vaultserver.ffmpeg import ffmpeg
+from vaultserver.errors import NotFoundError, ValidationError
+from vaultserver.ffmpeg import ffmpeg, remux_ts_to_mp4
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.keys import KeyService, NewDataKey
 from vaultserver.services.queue import QueueService
@@ -372,21 +371,13 @@ class LibraryService:
         best = hls.variants(self.read(media_id, MASTER_PLAYLIST).decode())[0]
         rung = Path(best.uri).parent.name
         segs = hls.segments(self.read(media_id, f"{HLS_DIR}/{rung}/index.m3u8.vlt").decode())
-        cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "mpegts",
-               "-i", "pipe:0", "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(dest)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert proc.stdin is not None and proc.stderr is not None  # both asked for as pipes
-        try:
+
+        def decrypted() -> Iterator[bytes]:
             for seg in segs:
                 key = self._keys.data_key(seg.key_id) if seg.key_id else None
                 data = self.segment_path(media_id, f"{rung}/{seg.uri}").read_bytes()
-                proc.stdin.write(hls.decrypt_segment(key, seg.iv, data) if key and seg.iv else data)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # ffmpeg stopped early; its exit code and message say why
-        err = proc.stderr.read()
-        if proc.wait() != 0:
-            raise VaultError("ffmpeg could not write the export", details={"ffmpeg": err.decode()[-500:]})
+                yield hls.decrypt_segment(key, seg.iv, data) if key and seg.iv else data
+        remux_ts_to_mp4(ffmpeg(), decrypted(), sum(seg.duration for seg in segs), dest)
 
     def segment_path(self, media_id: str, name: str) -> Path:
         """An HLS segment (already AES-128 encrypted; served as is). `name` is "<rung>/seg_NNNNN.ts"."""

@@ -152,7 +152,8 @@ class QueueService:
         """
         with self._claim_lock, self._db.session() as session:
             job = session.exec(select(ProcessingJob).where(
-                ProcessingJob.status == "queued", col(ProcessingJob.attempts) >= max_attempts)
+                ProcessingJob.status == "queued", col(ProcessingJob.attempts) >= max_attempts,
+                col(ProcessingJob.next_attempt_at) <= utcnow())
                 .order_by(col(ProcessingJob.created_at)).limit(1)).first()
             if job is None:
                 return None
@@ -221,13 +222,18 @@ class QueueService:
         self._live.pop(job_id, None)
         self._notify()
 
-    def put_back(self, job_id: str) -> None:
-        """A job stopped on purpose (shutdown) before it finished: back in line, the attempt not counted."""
+    def put_back(self, job_id: str, stage: str = "interrupted", error: str | None = None,
+                 refund_attempt: bool = True) -> None:
+        """A job stopped for a reason that is not its file's fault (a shutdown, a full disk) before it
+        finished: back in line, due now, and its attempt not counted unless `refund_attempt` is False.
+        `stage` and `error` say why it waits."""
         with self._db.session() as session:
             job = session.get(ProcessingJob, job_id)
             if job:
-                job.status, job.stage, job.next_attempt_at = "queued", "interrupted", utcnow()
-                job.attempts = max(0, job.attempts - 1)
+                job.status, job.stage, job.next_attempt_at = "queued", stage, utcnow()
+                job.error, job.finished_at = error or job.error, None
+                if refund_attempt:
+                    job.attempts = max(0, job.attempts - 1)
                 session.add(job)
         self._live.pop(job_id, None)
         self._notify()
