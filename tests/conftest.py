@@ -179,6 +179,34 @@ def client(make_app_client) -> AppClient:
     return make_app_client()
 
 
+@pytest.fixture
+def viewer_account(make_user) -> Account:
+    """A family member's account (viewer)."""
+    return make_user(role="viewer")
+
+
+@pytest.fixture
+def owner_account(make_user) -> Account:
+    """The owner's account (admin)."""
+    return make_user(role="admin")
+
+
+@pytest.fixture
+def viewer(make_app_client, viewer_account) -> AppClient:
+    """The viewer, signed in to the in-process app."""
+    client = make_app_client()
+    assert client.login(viewer_account.username, viewer_account.password).status == 200
+    return client
+
+
+@pytest.fixture
+def owner(make_app_client, owner_account) -> AppClient:
+    """The owner, signed in to the in-process app."""
+    client = make_app_client()
+    assert client.login(owner_account.username, owner_account.password).status == 200
+    return client
+
+
 def start_server(paths: AppPaths, services: Services):
     """Start a real Vault (HTTPS server + pipeline) on an ephemeral port, with an owner and a viewer."""
     from vaultserver.runtime import VaultRuntime

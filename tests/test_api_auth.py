@@ -12,33 +12,7 @@ from datetime import timedelta
 import bcrypt
 import pytest
 
-from tests.support import Account, AppClient
 from vaultserver.db.models import User
-
-
-@pytest.fixture
-def viewer_account(make_user) -> Account:
-    return make_user(role="viewer")
-
-
-@pytest.fixture
-def owner_account(make_user) -> Account:
-    return make_user(role="admin")
-
-
-@pytest.fixture
-def viewer(make_app_client, viewer_account) -> AppClient:
-    client = make_app_client()
-    assert client.login(viewer_account.username, viewer_account.password).status == 200
-    return client
-
-
-@pytest.fixture
-def owner(make_app_client, owner_account) -> AppClient:
-    client = make_app_client()
-    assert client.login(owner_account.username, owner_account.password).status == 200
-    return client
-
 
 # --- sign-in ---------------------------------------------------------------------------------------------
 

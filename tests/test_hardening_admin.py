@@ -13,22 +13,9 @@ from datetime import timedelta
 import pytest
 
 from tests.conftest import wait_for
-from tests.support import Account, AppClient
 from vaultserver.config import Settings
 from vaultserver.db.models import AccessLog, DeviceSession, utcnow
 from vaultserver.services.audit import AuditEvent
-
-
-@pytest.fixture
-def owner_account(make_user) -> Account:
-    return make_user(role="admin")
-
-
-@pytest.fixture
-def owner(make_app_client, owner_account) -> AppClient:
-    client = make_app_client()
-    assert client.login(owner_account.username, owner_account.password).status == 200
-    return client
 
 
 def _rows(services, event: str, outcome: str | None = None) -> list:
