@@ -37,4 +37,4 @@ migration: $(STAMP)
 	command.upgrade(cfg, 'head'); command.revision(cfg, message=sys.argv[1], autogenerate=True)" "$(MSG)"
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .mypy_cache
