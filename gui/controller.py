@@ -44,6 +44,7 @@ class Status:
     devices_signed_in: int = 0
     viewers_online: list[str] = field(default_factory=list)
     usage: Usage | None = None
+    waiting: str | None = None  # why imports wait (a full disk)
 
     @property
     def pause_label(self) -> str:
@@ -64,6 +65,8 @@ class Status:
         active = self.counts.active
         if self.state == "paused":
             return f"Processing paused ({active} waiting)" if active else "Processing paused"
+        if self.waiting:  # nothing is taken until there is room: say so instead of "processing"
+            return self.waiting
         if self.state == "processing":
             return f"Processing {active} file{'s' if active != 1 else ''}"
         return "Running"
@@ -219,7 +222,7 @@ class VaultController(QObject):
         online = sorted({s.username for s in sessions if _aware(s.last_activity_at) >= since})
         state = state_of(health.running, health.server, health.paused, health.queue_active, health.error)
         return Status(state, health.server, health.paused, list(health.urls), health.error, health.queue,
-                      jobs, len(sessions), online, services.library.usage())
+                      jobs, len(sessions), online, services.library.usage(), health.waiting)
 
     def _looked(self, status: Status) -> None:
         self._polling = False

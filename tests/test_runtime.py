@@ -96,3 +96,18 @@ def test_progress_is_visible_and_pause_holds_work(runtime, media, services):
     transcoding = sorted(p for stage, p in seen if stage == "transcoding")
     assert len(transcoding) >= 2 and 0 < transcoding[-1] <= 1
     assert "done" in {stage for stage, _ in seen}
+
+
+def test_a_full_disk_shows_in_health_and_the_apps_status_line(runtime, media, services, monkeypatch):
+    import shutil
+    from types import SimpleNamespace
+
+    from gui.controller import Status
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: SimpleNamespace(free=10 * 1000 ** 2))
+    media.copy_into(media.image("full.jpg"), services.settings.current.import_path(services.paths))
+    waiting = wait_for(lambda: runtime.health().waiting)
+    assert waiting.startswith("Waiting for free disk space: need ") and "have 10.0 MB" in waiting
+    assert services.library.all_items() == []
+    status = Status(state="processing", server=True, waiting=waiting)
+    assert status.summary == waiting  # the tray and the Dashboard say why nothing is converting

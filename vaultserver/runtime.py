@@ -62,6 +62,7 @@ class Health:
     queue: QueueCounts
     server_restarts: int
     error: str | None  # why the server is not serving, in words for the owner
+    waiting: str | None = None  # why imports wait (a full disk), in words for the owner
 
     @property
     def queue_active(self) -> int:
@@ -301,9 +302,10 @@ class VaultRuntime:
         return urls_for(self.endpoint.host, self.endpoint.port) if self.endpoint else []
 
     def health(self) -> Health:
+        shortage = self.pipeline.workers.waiting_for_space
         return Health(self.running, bool(self.server and self.server.alive), tuple(self.urls()), self.paused,
                       self.advertiser is not None, self.services.queue.counts(), self.restarts,
-                      self.last_error)
+                      self.last_error, shortage.message if shortage else None)
 
     # --- the pipeline, for the front ends ---------------------------------------------------------------
 
