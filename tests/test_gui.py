@@ -318,6 +318,20 @@ def test_network_tab_issues_a_new_certificate(qtbot, controller, window, monkeyp
     assert hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).digest().hex(":") == page.fingerprint.text()
 
 
+def test_network_tab_tells_the_owner_to_re_trust_a_replaced_authority(qtbot, controller, window):
+    from datetime import UTC, datetime
+
+    from vaultserver.crypto.tls import CA_REPLACED
+
+    page = window.show_tab("Network")
+    qtbot.waitUntil(lambda: bool(page.fingerprint.text()), timeout=30_000)
+    assert page.ca_notice.isHidden()
+    (controller.paths.private / "tls" / CA_REPLACED).write_text(datetime.now(UTC).isoformat())
+    page.refresh()
+    qtbot.waitUntil(lambda: "install" in page.ca_notice.text(), timeout=30_000)
+    assert not page.ca_notice.isHidden() and "ca.pem" in page.ca_notice.text()
+
+
 def test_import_files_copies_them_in_and_leaves_the_owner_s_files_alone(qtbot, controller, services, media):
     photo = media.image("picked.jpg")
     copied: list = []

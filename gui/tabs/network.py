@@ -28,6 +28,10 @@ class NetworkTab(Tab):
         self.expires = QLabel()
         self.fingerprint = QLabel()
         self.fingerprint.setWordWrap(True)
+        self.ca_notice = QLabel()  # a replaced authority: devices must trust the new one
+        self.ca_notice.setWordWrap(True)
+        self.ca_notice.setStyleSheet("color: #b45309;")
+        self.ca_notice.hide()
         for label in (self.subject, self.names, self.fingerprint):
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.regenerate_button = QPushButton("Issue a New Certificate…")
@@ -38,6 +42,7 @@ class NetworkTab(Tab):
         cert.addRow("Names", self.names)
         cert.addRow("Valid until", self.expires)
         cert.addRow("SHA-256", self.fingerprint)
+        cert.addRow("", self.ca_notice)
         cert.addRow("", self.regenerate_button)
         layout = QVBoxLayout(self)
         layout.addWidget(settings_box)
@@ -54,6 +59,8 @@ class NetworkTab(Tab):
         self.names.setText(", ".join(info.names))
         self.expires.setText(when(info.not_after))
         self.fingerprint.setText(info.sha256)
+        self.ca_notice.setText(info.ca_notice or "")
+        self.ca_notice.setVisible(bool(info.ca_notice))
 
     def regenerate(self) -> None:
         if not confirm(self, "New certificate", "Issue a new server certificate for this Mac's current names "
