@@ -87,8 +87,7 @@ class AuditService:
 
     def record(self, event: AuditEvent) -> None:
         with self._db.session() as session:
-            session.add(AccessLog(**event.__dict__))
-        log.info("audit %s %s %s %s", event.event, event.outcome, event.username or "-", event.resource or "")
+            self.record_in(session, event)
 
     def record_in(self, session: Session, event: AuditEvent) -> None:
         """Record as part of the caller's transaction: the entry commits, or not, with what it describes."""
