@@ -29,7 +29,7 @@ from vaultserver import hls
 from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile
 from vaultserver.db import Database
-from vaultserver.db.models import MediaFile, PlaybackPosition, utcnow
+from vaultserver.db.models import MediaFile, PlaybackPosition, is_id, utcnow
 from vaultserver.errors import NotFoundError, ValidationError
 from vaultserver.ffmpeg import ffmpeg, remux_ts_to_mp4
 from vaultserver.services.audit import AuditEvent, AuditService
@@ -167,7 +167,7 @@ class LibraryService:
     # --- writing -------------------------------------------------------------------------------------
 
     def item_dir(self, media_id: str) -> Path:
-        if not media_id.isalnum():  # ids are hex; anything else is a traversal attempt
+        if not is_id(media_id):  # anything else is a traversal attempt
             raise NotFoundError("No such media item", details={"id": media_id})
         return self._paths.library / media_id
 
@@ -248,12 +248,8 @@ class LibraryService:
             if row is None:
                 raise NotFoundError("No such media item", details={"id": media_id})
             self._keys.delete_for_media(session, media_id)
-            positions = select(PlaybackPosition).where(PlaybackPosition.media_id == media_id)
-            for position in session.exec(positions).all():
-                session.delete(position)
-            # Rows that point at the item go first: the unit of work does not order deletes of unrelated
-            # mappers, and a position flushed after its video is a foreign-key failure (the schema also
-            # cascades, for rows removed any other way).
+            # The keys go first: the unit of work does not order deletes of unrelated mappers, and the
+            # item's row would cascade to them underneath it. Playback positions go by the schema's cascade.
             session.flush()
             session.delete(row)
             self._audit.record_in(session, AuditEvent("media_deleted", username=actor, resource=media_id,
@@ -286,7 +282,7 @@ class LibraryService:
         if cached := self._items.get(media_id):
             return cached
         with self._db.session() as session:
-            row = session.get(MediaFile, media_id) if media_id.isalnum() else None
+            row = session.get(MediaFile, media_id) if is_id(media_id) else None
         if row is None:
             raise NotFoundError("No such media item", details={"id": media_id})
         item = MediaItem.from_row(row)

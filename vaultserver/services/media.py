@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile, unseal
+from vaultserver.db.models import is_id
 from vaultserver.errors import NotFoundError
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.keys import KeyService
@@ -33,7 +34,6 @@ from vaultserver.services.library import (
 )
 from vaultserver.services.sessions import Principal
 
-_ID = re.compile(r"[0-9a-f]{32}")
 _RUNG = re.compile(r"[0-9]{2,4}p")
 _SEGMENT = re.compile(r"seg_[0-9]{5}\.ts")
 PIECE = 256 * 1024
@@ -92,7 +92,7 @@ class MediaService:
 
     def _item(self, who: Principal, media_id: str) -> MediaItem:
         """The one id check: hex ids only (nothing else can name a path), then the item itself."""
-        if not _ID.fullmatch(media_id):
+        if not is_id(media_id):
             raise _not_found(media_id)
         return self._library.get(media_id)
 
@@ -177,7 +177,7 @@ class MediaService:
 
     def hls_key(self, who: Principal, key_id: str, ip: str) -> bytes:
         """A video's 16-byte HLS key, and the audit entry saying who fetched it from where."""
-        if not _ID.fullmatch(key_id):
+        if not is_id(key_id):
             raise _not_found(key_id)
         data = self._keys.hls_key(key_id)
         self._audit.record(AuditEvent("key_fetch", user_id=who.user_id, username=who.username,
