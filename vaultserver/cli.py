@@ -178,6 +178,14 @@ def cmd_library(args: argparse.Namespace, services: Services) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, services: Services) -> int:
+    if args.keys_command == "recovery-key":
+        phrase = services.keys.new_recovery_key(actor="owner (cli)")
+        print("This is Vault's new recovery key. With a backup, it is all it takes to open the library on "
+              "another Mac.\nWrite it down or print it and keep it somewhere safe, away from this Mac: "
+              "Vault keeps no copy.\nIt replaces any recovery key made before; backups made from now on "
+              "need this one.\n")
+        print(phrase)
+        return 0
     if args.keys_command == "rotate":
         result = services.keys.rotate()
         print(f"New master key {result.new_master_key_id}; {result.rewrapped} data key(s) re-wrapped")
@@ -191,6 +199,9 @@ def cmd_keys(args: argparse.Namespace, services: Services) -> int:
     due = "OVERDUE since" if status.rotation_overdue else "due"
     print(f"Rotation:         {due} {status.rotation_due_at:%Y-%m-%d}")
     print(f"Data keys:        {status.data_keys}")
+    made = status.recovery_created_at
+    recovery = f"{status.recovery_fingerprint} (made {made:%Y-%m-%d})" if made else "none: keys recovery-key"
+    print(f"Recovery key:     {recovery}")
     if status.master_keys_in_use > 1:
         print("Note: an interrupted rotation will be finished on the next start or `keys rotate`.")
     return 0
@@ -294,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = keys_sub.add_parser("status", help="where the key lives and when rotation is due")
     status.add_argument("--json", action="store_true")
     keys_sub.add_parser("rotate", help="new master key; re-wrap every data key")
+    keys_sub.add_parser("recovery-key", help="make a new recovery key (replaces the old); printed once, last")
 
     cert = sub.add_parser("cert", help="the HTTPS certificate: show it, or issue a new one")
     cert.add_argument("cert_command", choices=["show", "regenerate"])

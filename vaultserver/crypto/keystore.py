@@ -8,6 +8,10 @@ two data dirs on one machine never share a key.
 The document also carries a few named secrets sealed by the current master key (the key that seals the
 local CA's private key): a rotation re-wraps them under the new master key in the same save that adds
 it, so retiring the old key never strands them.
+
+Once the owner has made a recovery key, the document keeps its public half and every master key sealed to
+it (`crypto.recovery`); each save seals new keys, so a rotation needs no phrase. `recovery_document()` is
+what a backup carries: sealed keys and sealed secrets only, never a key in the clear.
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from filelock import FileLock
 
 from vaultserver.config import PRIVATE_FILE_MODE, AppPaths, load_settings
-from vaultserver.crypto import envelope
-from vaultserver.errors import ConfigurationError, IntegrityError
+from vaultserver.crypto import envelope, recovery
+from vaultserver.errors import ConfigurationError, IntegrityError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ class KeyRing:
     current_id: str | None = None
     keys: dict[str, MasterKey] = field(default_factory=dict)
     secrets: dict[str, SealedSecret] = field(default_factory=dict)
+    recovery_public: bytes | None = None
+    recovery_created_at: datetime | None = None
+    recovery_sealed: dict[str, bytes] = field(default_factory=dict)  # master key id -> sealed to recovery
 
     @property
     def current(self) -> MasterKey:
@@ -84,14 +91,70 @@ class KeyRing:
             if sealed.master_key_id != self.current_id and (value := self.secret(name)) is not None:
                 self.seal_secret(name, value)
 
+    def set_recovery(self, public: bytes) -> None:
+        """A new recovery key replaces the old: its seals go, every master key is sealed to the new one."""
+        self.recovery_public, self.recovery_created_at = public, datetime.now(UTC)
+        self.recovery_sealed = {}
+        self.seal_for_recovery()
+
+    def seal_for_recovery(self) -> None:
+        """Seal every master key not yet sealed to the recovery key; forget seals of retired keys."""
+        if self.recovery_public is None:
+            return
+        self.recovery_sealed = {kid: seal for kid, seal in self.recovery_sealed.items() if kid in self.keys}
+        for key in self.keys.values():
+            if key.id not in self.recovery_sealed:
+                self.recovery_sealed[key.id] = recovery.seal(self.recovery_public, key.id, key.key)
+
+    def recovery_document(self) -> dict[str, Any]:
+        """What a backup keeps of the keys: master keys sealed to the recovery key, secrets sealed by the
+        master keys. Nothing in it opens anything without the phrase."""
+        if self.recovery_public is None or self.recovery_created_at is None:
+            raise ConfigurationError("There is no recovery key yet: make one first (keys recovery-key)")
+        self.seal_for_recovery()
+        return {
+            "format": 1,
+            "recovery_public": _b64(self.recovery_public),
+            "recovery_fingerprint": recovery.fingerprint(self.recovery_public),
+            "recovery_created_at": self.recovery_created_at.isoformat(),
+            "current": self.current_id,
+            "master_keys": {
+                kid: {"sealed": _b64(self.recovery_sealed[kid]), "created_at": key.created_at.isoformat()}
+                for kid, key in self.keys.items()},
+            "secrets": self._secrets_json(),
+        }
+
+    @classmethod
+    def from_recovery_document(cls, doc: dict[str, Any], key: recovery.RecoveryKey) -> KeyRing:
+        """The key ring a backup's keys open to with the phrase; IntegrityError for another phrase."""
+        public = base64.b64decode(doc["recovery_public"])
+        if public != key.public:
+            raise ValidationError("This recovery key does not open this backup: it was made with the key "
+                                  f"whose fingerprint is {doc.get('recovery_fingerprint', '?')}")
+        keys = {kid: MasterKey(kid, key.open(kid, base64.b64decode(v["sealed"])),
+                               datetime.fromisoformat(v["created_at"]))
+                for kid, v in doc["master_keys"].items()}
+        ring = cls(current_id=doc["current"], keys=keys, secrets=_secrets_from(doc.get("secrets", {})),
+                   recovery_public=public,
+                   recovery_created_at=datetime.fromisoformat(doc["recovery_created_at"]))
+        ring.seal_for_recovery()
+        return ring
+
+    def _secrets_json(self) -> dict[str, dict[str, str]]:
+        return {name: {"master_key_id": sealed.master_key_id, "wrapped": _b64(sealed.wrapped)}
+                for name, sealed in self.secrets.items()}
+
     def to_json(self) -> str:
         return json.dumps({
             "current": self.current_id,
             "keys": {k.id: {"key": base64.b64encode(k.key).decode(), "created_at": k.created_at.isoformat()}
                      for k in self.keys.values()},
-            "secrets": {name: {"master_key_id": sealed.master_key_id,
-                               "wrapped": base64.b64encode(sealed.wrapped).decode()}
-                        for name, sealed in self.secrets.items()},
+            "secrets": self._secrets_json(),
+            "recovery": None if self.recovery_public is None or self.recovery_created_at is None else {
+                "public": _b64(self.recovery_public),
+                "created_at": self.recovery_created_at.isoformat(),
+                "sealed": {kid: _b64(sealed) for kid, sealed in self.recovery_sealed.items()},
+            },
         })
 
     @classmethod
@@ -99,9 +162,20 @@ class KeyRing:
         doc = json.loads(text)
         keys = {kid: MasterKey(kid, base64.b64decode(v["key"]), datetime.fromisoformat(v["created_at"]))
                 for kid, v in doc.get("keys", {}).items()}
-        secrets = {name: SealedSecret(v["master_key_id"], base64.b64decode(v["wrapped"]))
-                   for name, v in doc.get("secrets", {}).items()}
-        return cls(current_id=doc.get("current"), keys=keys, secrets=secrets)
+        ring = cls(current_id=doc.get("current"), keys=keys, secrets=_secrets_from(doc.get("secrets", {})))
+        if found := doc.get("recovery"):
+            ring.recovery_public = base64.b64decode(found["public"])
+            ring.recovery_created_at = datetime.fromisoformat(found["created_at"])
+            ring.recovery_sealed = {kid: base64.b64decode(v) for kid, v in found["sealed"].items()}
+        return ring
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _secrets_from(doc: dict[str, Any]) -> dict[str, SealedSecret]:
+    return {name: SealedSecret(v["master_key_id"], base64.b64decode(v["wrapped"])) for name, v in doc.items()}
 
 
 def new_master_key() -> MasterKey:
@@ -233,6 +307,7 @@ class KeyStore:
     def save(self, ring: KeyRing) -> None:
         if ring.current_id in ring.keys:
             ring.rewrap_secrets()
+        ring.seal_for_recovery()
         self.backend.save(ring.to_json())
         self._ring = ring
 

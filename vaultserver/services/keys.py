@@ -18,7 +18,7 @@ from typing import Any
 from sqlmodel import Session, col, func, select
 
 from vaultserver.config import AppPaths
-from vaultserver.crypto import envelope
+from vaultserver.crypto import envelope, recovery
 from vaultserver.crypto.keystore import KeyRing, KeyStore, key_lock, new_master_key
 from vaultserver.db import Database
 from vaultserver.db.models import EncryptionKey, new_id, utcnow
@@ -50,12 +50,15 @@ class KeyStatus:
     rotation_overdue: bool
     data_keys: int
     master_keys_in_use: int  # more than 1 means a rotation was interrupted and will be finished
+    recovery_fingerprint: str | None  # None: no recovery key yet, so no backup can be restored elsewhere
+    recovery_created_at: datetime | None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.__dict__,
             "created_at": self.created_at.isoformat(),
             "rotation_due_at": self.rotation_due_at.isoformat(),
+            "recovery_created_at": self.recovery_created_at.isoformat() if self.recovery_created_at else None,
         }
 
 
@@ -177,7 +180,27 @@ class KeyService:
             utcnow() >= due,
             count,
             len(ring.keys),
+            recovery.fingerprint(ring.recovery_public) if ring.recovery_public else None,
+            ring.recovery_created_at,
         )
+
+    def new_recovery_key(self, actor: str | None = None) -> str:
+        """Make a recovery key, replacing any before it; the phrase is returned once and kept nowhere."""
+        phrase = recovery.new_phrase()
+        with self.exclusive() as ring:
+            ring.set_recovery(recovery.RecoveryKey.from_phrase(phrase).public)
+            self._store.save(ring)
+            fingerprint = recovery.fingerprint(ring.recovery_public or b"")
+        self._audit.record(AuditEvent("recovery_key_created", username=actor,
+                                      details={"fingerprint": fingerprint}))
+        log.info("Made a new recovery key (fingerprint %s); the previous one no longer opens new backups",
+                 fingerprint)
+        return phrase
+
+    def recovery_document(self) -> dict[str, Any]:
+        """The sealed keys a backup carries (ConfigurationError when there is no recovery key yet)."""
+        with self.exclusive() as ring:
+            return ring.recovery_document()
 
     def rotate(self) -> RotationResult:
         """New master key; re-wrap every data key under it; only then retire the old ones."""
