@@ -75,8 +75,10 @@ def test_a_new_recovery_key_replaces_the_old_one(services):
     with pytest.raises(ValidationError):
         KeyRing.from_recovery_document(document, recovery.RecoveryKey.from_phrase(first))
     status = services.keys.status()
-    assert status.recovery_fingerprint == recovery.fingerprint(recovery.RecoveryKey.from_phrase(second).public)
-    assert [e.event for e in services.audit.recent(event="recovery_key_created")] == ["recovery_key_created"] * 2
+    second_public = recovery.RecoveryKey.from_phrase(second).public
+    assert status.recovery_fingerprint == recovery.fingerprint(second_public)
+    made = [e.event for e in services.audit.recent(event="recovery_key_created")]
+    assert made == ["recovery_key_created"] * 2
 
 
 def test_the_cli_prints_the_phrase_last_and_keeps_it_nowhere(paths):
