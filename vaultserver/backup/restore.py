@@ -68,6 +68,7 @@ def restore(target: Path, paths: AppPaths, phrase: str, progress: ProgressListen
     started = time.monotonic()
     opened = open_snapshot(target, phrase, snapshot)
     _refuse_unless_empty(paths)
+    paths.ensure()
     lock = FileLock(str(paths.runtime_lock), timeout=0)
     try:
         lock.acquire()
@@ -75,7 +76,6 @@ def restore(target: Path, paths: AppPaths, phrase: str, progress: ProgressListen
         raise ValidationError(f"Vault is running on {paths.root}: quit it before restoring into it") from None
     try:
         _refuse_unless_empty(paths)  # again, now that no Vault can start on it underneath
-        paths.ensure()
         _remove_database(paths)
         files, size = _copy_library(opened, paths, progress)
         _copy_private_files(opened, paths)

@@ -79,7 +79,9 @@ def check_item(library_root: Path, item: MediaItem, keys: KeyService) -> list[st
         problems += _report(label, name, lambda name=name: _check_sealed(folder / name, file_key))
     if item.type == "video":
         problems += _check_video(label, folder, item, keys, file_key, seen)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p not in seen):
+    # Names starting with "." are temporary ones (a copy under way), never a file of the item.
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p not in seen
+                       and not p.name.startswith(".")):
         relative = path.relative_to(folder).as_posix()
         if path.name.endswith(".vlt"):
             problems += _report(label, relative, lambda path=path: _check_sealed(path, file_key))
