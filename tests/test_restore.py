@@ -305,6 +305,8 @@ def test_the_deep_check_names_a_damaged_library_file_and_a_restore_of_it_leaves_
             restore(source.target, new, source.phrase)
         assert not new.database.exists()  # plainly not restored
     assert commands.deep_check_command(source.target, source.stamp, source.phrase) == 0
+    out = capsys.readouterr().out
+    assert "Decrypted 2 item(s)" in out and "Every item decrypts" in out
 
 
 def test_the_item_check_finds_a_flipped_byte_in_a_segment_and_in_a_sealed_file(source: Source) -> None:

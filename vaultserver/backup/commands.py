@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import time
 from pathlib import Path
 
-from vaultserver.backup.progress import TerminalProgress
+from vaultserver.backup.progress import Progress, TerminalProgress
 from vaultserver.config import AppPaths
 from vaultserver.errors import ValidationError
 
@@ -44,11 +45,17 @@ def deep_check_command(target: Path, snapshot: str | None, phrase: str) -> int:
     Prints what it found; 0 when every item decrypts, else 1."""
     from vaultserver.backup.deep_check import check_backup_items
 
-    progress = TerminalProgress()
+    started, terminal, last = time.monotonic(), TerminalProgress(), [Progress("")]
+
+    def progress(now: Progress) -> None:
+        last[0] = now
+        terminal(now)
     try:
         problems = check_backup_items(Path(target), phrase, snapshot, progress)
     finally:
-        progress.close()
+        terminal.close()
+    print(f"Decrypted {last[0].total_files:,} item(s), {last[0].total_bytes / 1e6:,.1f} MB, "
+          f"in {time.monotonic() - started:.1f} s")
     return _report_items(None, problems)
 
 
