@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vaultserver import __version__
+from vaultserver.backup.commands import cmd_restore
 from vaultserver.config import AppPaths, resolve_data_dir
 from vaultserver.errors import VaultError
 from vaultserver.logs import setup_logging
@@ -309,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cert = sub.add_parser("cert", help="the HTTPS certificate: show it, or issue a new one")
     cert.add_argument("cert_command", choices=["show", "regenerate"])
+    restore = sub.add_parser("restore", help="rebuild this (new, empty) data folder from a backup")
+    restore.add_argument("target", help="the backup folder")
+    restore.add_argument("--recovery-key-stdin", action="store_true", required=True,
+                         help="read the recovery key from standard input (one line)")
+    restore.add_argument("--snapshot", help="restore this snapshot (its time stamp) instead of the newest")
     sub.add_parser("doctor", help="check ffmpeg, key store, permissions and database")
     sub.add_parser("self-check", help="prove this install works end to end, in a temporary data folder")
     return parser
@@ -325,6 +331,7 @@ PATH_COMMANDS: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
     "process": cmd_process,
     "doctor": cmd_doctor,
     "serve": cmd_serve,
+    "restore": cmd_restore,
 }
 
 

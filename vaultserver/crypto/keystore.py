@@ -228,6 +228,22 @@ class KeychainBackend:
         keyring.set_password(KEYRING_SERVICE, self.account, document)
 
 
+class MemoryBackend:
+    """A key ring held only by this process (a backup's keys opened with the phrase for a deep check):
+    raw master keys must never reach a disk that is not the owner's key store, not even a temporary file."""
+
+    name = "memory"
+
+    def __init__(self, ring: KeyRing | None = None) -> None:
+        self._document = ring.to_json() if ring is not None else None
+
+    def load(self) -> str | None:
+        return self._document
+
+    def save(self, document: str) -> None:
+        self._document = document
+
+
 def keychain_usable() -> bool:
     """A keyring backend counts only if it is a real, secure one (not the fail or plaintext backends)."""
     try:
