@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -24,11 +23,12 @@ from vaultserver.config import AppPaths
 from vaultserver.crypto.tls import TlsFiles, ensure_certificate, host_names, local_addresses
 from vaultserver.discovery import Advertiser
 from vaultserver.errors import VaultError
+from vaultserver.health import Health  # the front ends import it from here
 from vaultserver.pipeline import Pipeline
 from vaultserver.pipeline.watcher import copy_into
 from vaultserver.server import Endpoint, HttpsServer
 from vaultserver.services import Services, open_services
-from vaultserver.services.queue import JobView, QueueCounts
+from vaultserver.services.queue import JobView
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +48,6 @@ def urls_for(host: str, port: int) -> list[str]:
     names = [n for n in host_names() if n.endswith(".local")]
     addresses = [a for a in local_addresses() if ":" not in a and not a.startswith("127.")]
     return [f"https://{h}:{port}/" for h in [*names, *addresses]] + [f"https://localhost:{port}/"]
-
-
-@dataclass(frozen=True)
-class Health:
-    """One look at a runtime: what the tray, the dashboard and the tests read."""
-
-    running: bool
-    server: bool  # serving now
-    urls: tuple[str, ...]
-    paused: bool
-    mdns: bool
-    queue: QueueCounts
-    server_restarts: int
-    error: str | None  # why the server is not serving, in words for the owner
-    waiting: str | None = None  # why imports wait (a full disk), in words for the owner
-
-    @property
-    def queue_active(self) -> int:
-        return self.queue.active
 
 
 def _stamp(files: TlsFiles) -> tuple:
