@@ -85,11 +85,13 @@ class TrayMenu(QObject):
         return action
 
     def update_status(self, status: Status) -> None:
-        self.icon.setIcon(state_icon(status.state))
+        backup_warning = self.controller.runtime.backup_state().warning  # in memory: cheap on the UI thread
+        self.icon.setIcon(state_icon("error" if backup_warning else status.state))
         url = status.urls[0] if status.urls else ""
         self.status_action.setText(status.summary)
         self.url_action.setText(url or "Not serving")
-        self.icon.setToolTip(f"Vault — {status.summary}" + (f"\n{url}" if url else ""))
+        self.icon.setToolTip(f"Vault — {status.summary}" + (f"\n{url}" if url else "")
+                             + (f"\n{backup_warning}" if backup_warning else ""))
         self.gallery_action.setEnabled(bool(url))
         self.pause_action.setText(status.pause_label)
         self.server_action.setText(status.server_label)

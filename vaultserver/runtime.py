@@ -1,7 +1,8 @@
 """Composes the parts of a running Vault (HTTPS server, pipeline; discovery joins here) for GUI and CLI alike.
 
 The runtime is the front ends' one door to what runs: start/stop, pause/resume, job events, importing files,
-the certificate, and a `Health` look. Neither the GUI nor the CLI reaches into the pipeline or the server.
+the certificate, scheduled backups, and a `Health` look. Neither the GUI nor the CLI reaches into the pipeline
+or the server.
 
 Only one runtime may own a data dir at a time: a file lock says who, so a second `serve` or `process` on the
 same folder is refused with a clear message instead of two pipelines fighting over the same files.
@@ -14,21 +15,24 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from vaultserver.backup.progress import Progress as Progress  # the front ends import these from here
+from vaultserver.backup.schedule import BackupListener, BackupSchedule
+from vaultserver.backup.status import BackupState
 from vaultserver.certificate import CertificateDetails  # the front ends import it from here
 from vaultserver.config import AppPaths
 from vaultserver.crypto.tls import TlsFiles, ensure_certificate, host_names, local_addresses
 from vaultserver.discovery import Advertiser
 from vaultserver.errors import VaultError
+from vaultserver.health import Health  # the front ends import it from here
 from vaultserver.pipeline import Pipeline
 from vaultserver.pipeline.watcher import copy_into
 from vaultserver.server import Endpoint, HttpsServer
 from vaultserver.services import Services, open_services
-from vaultserver.services.queue import JobView, QueueCounts
+from vaultserver.services.queue import JobView
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +52,6 @@ def urls_for(host: str, port: int) -> list[str]:
     names = [n for n in host_names() if n.endswith(".local")]
     addresses = [a for a in local_addresses() if ":" not in a and not a.startswith("127.")]
     return [f"https://{h}:{port}/" for h in [*names, *addresses]] + [f"https://localhost:{port}/"]
-
-
-@dataclass(frozen=True)
-class Health:
-    """One look at a runtime: what the tray, the dashboard and the tests read."""
-
-    running: bool
-    server: bool  # serving now
-    urls: tuple[str, ...]
-    paused: bool
-    mdns: bool
-    queue: QueueCounts
-    server_restarts: int
-    error: str | None  # why the server is not serving, in words for the owner
-    waiting: str | None = None  # why imports wait (a full disk), in words for the owner
-
-    @property
-    def queue_active(self) -> int:
-        return self.queue.active
 
 
 def _stamp(files: TlsFiles) -> tuple:
@@ -92,6 +77,7 @@ class VaultRuntime:
         self.paths = paths.ensure()
         self.services = services or open_services(paths)
         self.pipeline = Pipeline(self.services)
+        self.backups = BackupSchedule(self.services)
         self.server: HttpsServer | None = None
         self._lock = FileLock(str(paths.runtime_lock), timeout=0)
         self._watchdog_stop = threading.Event()
@@ -160,6 +146,7 @@ class VaultRuntime:
             self._watchdog_stop.clear()
             self._watchdog = threading.Thread(target=self._supervise, name="vault-supervisor", daemon=True)
             self._watchdog.start()
+            self.backups.start()
         except BaseException:
             self.pipeline.stop()
             self._release()
@@ -305,7 +292,7 @@ class VaultRuntime:
         shortage = self.pipeline.workers.waiting_for_space
         return Health(self.running, bool(self.server and self.server.alive), tuple(self.urls()), self.paused,
                       self.advertiser is not None, self.services.queue.counts(), self.restarts,
-                      self.last_error, shortage.message if shortage else None)
+                      self.last_error, shortage.message if shortage else None, self.backups.state().warning)
 
     # --- the pipeline, for the front ends ---------------------------------------------------------------
 
@@ -338,6 +325,19 @@ class VaultRuntime:
         """Copy the owner's files into the import folder (never seen half-copied); the originals stay put."""
         return copy_into(list(files), self.import_folder)
 
+    # --- backups (all safe from any thread) ---------------------------------------------------------------
+
+    def back_up_now(self) -> bool:
+        """Back up to the settings' folder now; False if a backup is already running (or none is set)."""
+        return self.backups.back_up_now()
+
+    def backup_state(self) -> BackupState:
+        return self.backups.state()
+
+    def on_backup_event(self, listener: BackupListener) -> Callable[[], None]:
+        """Call `listener` with the new BackupState as a backup starts, progresses (throttled) and ends."""
+        return self.backups.subscribe(listener)
+
     # --- the certificate ---------------------------------------------------------------------------------
 
     def certificate(self) -> CertificateDetails:
@@ -368,6 +368,7 @@ class VaultRuntime:
         self._watchdog_stop.set()
         if self._watchdog:
             self._watchdog.join(5)
+        self.backups.stop()
         self.stop_server()
         self.pipeline.stop()
         self._release()

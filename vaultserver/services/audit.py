@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -156,6 +157,19 @@ class AuditService:
         with self._db.session() as session:
             return [AuditEntry(r.id or 0, r.timestamp, r.event, r.outcome, r.username, r.ip_address,
                                r.resource, dict(r.details)) for r in session.exec(query)]
+
+    def latest(self, event: str, matching: Callable[[AuditEntry], bool] | None = None,
+               scan: int = 1000) -> AuditEntry | None:
+        """The newest entry of `event` (that `matching` accepts, among the newest `scan` of them), or None.
+        What happened last is read from here rather than kept twice (the last backup, for one)."""
+        before = None
+        while scan > 0 and (batch := self.page(limit=min(scan, 100), before_id=before, event=event)):
+            found = next((e for e in batch if matching is None or matching(e)), None)
+            if found is not None:
+                return found
+            scan -= len(batch)
+            before = batch[-1].id
+        return None
 
     def event_names(self) -> list[str]:
         with self._db.session() as session:
