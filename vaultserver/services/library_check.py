@@ -14,7 +14,7 @@ and the database open the library together, which is what a restore has to show.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import padding
@@ -99,7 +99,7 @@ def _expected_sealed(item: MediaItem) -> list[str]:
     return names + ([ORIGINAL_FILE] if item.has_original else [])
 
 
-def _report(label: str, name: str, check) -> list[str]:
+def _report(label: str, name: str, check: Callable[[], object]) -> list[str]:
     try:
         check()
     except _ItemProblem as exc:
