@@ -76,7 +76,7 @@ def check_item(library_root: Path, item: MediaItem, keys: KeyService) -> list[st
     seen: set[Path] = set()
     for name in _expected_sealed(item):
         seen.add(folder / name)
-        problems += _report(label, name, lambda name=name: _check_sealed(folder / name, file_key))
+        problems += _report(label, name, _check_sealed, folder / name, file_key)
     if item.type == "video":
         problems += _check_video(label, folder, item, keys, file_key, seen)
     # Names starting with "." are temporary ones (a copy under way), never a file of the item.
@@ -84,7 +84,7 @@ def check_item(library_root: Path, item: MediaItem, keys: KeyService) -> list[st
                        and not p.name.startswith(".")):
         relative = path.relative_to(folder).as_posix()
         if path.name.endswith(".vlt"):
-            problems += _report(label, relative, lambda path=path: _check_sealed(path, file_key))
+            problems += _report(label, relative, _check_sealed, path, file_key)
         else:
             problems.append(f"{label}: {relative} is not a file Vault writes (not named by any playlist)")
     return problems
@@ -99,9 +99,9 @@ def _expected_sealed(item: MediaItem) -> list[str]:
     return names + ([ORIGINAL_FILE] if item.has_original else [])
 
 
-def _report(label: str, name: str, check: Callable[[], object]) -> list[str]:
+def _report(label: str, name: str, check: Callable[..., object], *args: object) -> list[str]:
     try:
-        check()
+        check(*args)
     except _ItemProblem as exc:
         return [f"{label}: {name} {exc}"]
     except VaultError as exc:
@@ -145,7 +145,7 @@ def _check_video(label: str, folder: Path, item: MediaItem, keys: KeyService, fi
                 problems.append(f"{label}: {name} is not encrypted with this item's HLS key and IV")
                 continue
             problems += _report(label, name,
-                                lambda path=path, iv=segment.iv: _check_segment(path, hls_key, iv))
+                                _check_segment, path, hls_key, segment.iv)
     return problems
 
 
