@@ -167,6 +167,8 @@ class Account:
 def keep_the_recovery_key(qtbot: Any, wizard: Any) -> list[str]:
     """From the wizard's account page past its recovery-key pages: wait for the words, type three back.
     Returns the words the page showed."""
+    if wizard.currentId() == -1:  # a wizard never shown has not entered its first page yet
+        wizard.restart()
     wizard.next()
     qtbot.waitUntil(lambda: len(wizard.recovery_key.words.shown_words()) == 24, timeout=30_000)
     words = wizard.recovery_key.words.shown_words()
