@@ -45,6 +45,16 @@ def _save(widget: QWidget, path: Path) -> None:
     print(path)
 
 
+def _type_back_the_recovery_key(wizard: FirstRunWizard) -> None:
+    """On the check page, the owner's answer: the words the page before showed."""
+    if wizard.currentPage() is not wizard.recovery_check:
+        return
+    words = wizard.recovery_key.words.shown_words()
+    check = wizard.recovery_check.check
+    for entry, position in zip(check.entries, check.positions, strict=True):
+        entry.setText(words[position - 1])
+
+
 def render_all(out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     app = qt_application()  # the one `gui.launch` made
@@ -56,10 +66,11 @@ def render_all(out: Path) -> int:
         wizard.account.password.password.setText("Correct-h0rse")
         wizard.resize(640, 520)
         wizard.show()
-        for index in range(3):
+        for index in range(len(wizard.pageIds())):
             _settle(app, controller, 0.2)
             _save(wizard, out / f"wizard-{index + 1}.png")
             wizard.account.password.confirm.setText("Correct-h0rse")
+            _type_back_the_recovery_key(wizard)
             wizard.next()
         wizard.hide()
 

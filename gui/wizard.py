@@ -1,9 +1,15 @@
-"""First run: create the owner's account, choose the import folder, and show where to open Vault."""
+"""First run: create the owner's account, keep the recovery key, choose the import folder, and show where to
+open Vault.
+
+Pages have fixed ids spaced apart (`PAGES`), so a branch (another way in, from the first page) can slot its
+own pages between them and pick them in a page's `nextId`.
+"""
 
 from __future__ import annotations
 
 import getpass
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -23,6 +29,7 @@ from gui.controller import VaultController
 from gui.icons import app_pixmap
 from gui.password import PasswordField
 from gui.qr import phone_url, qr_pixmap
+from gui.recovery import RecoveryCheck, RecoveryWords
 from vaultserver.runtime import urls_for
 
 
@@ -54,6 +61,76 @@ class AccountPage(QWizardPage):
 
     def isComplete(self) -> bool:
         return len(self.name.text().strip()) >= 2 and self.password.acceptable
+
+
+class RecoveryKeyPage(QWizardPage):
+    """Makes the recovery key the first time it is reached and shows it. Only once: Back and Next show the
+    same key again; a new one is made only by Try Again after a failure, which the owner clicks."""
+
+    def __init__(self, controller: VaultController, owner_name: Callable[[], str],
+                 made: Callable[[str], None]) -> None:
+        super().__init__()
+        self.setTitle("Your recovery key")
+        self.setSubTitle("Print it or write it down now: Vault shows it only this once.")
+        self.controller, self._owner_name, self._made_callback = controller, owner_name, made
+        self.words = RecoveryWords()
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.retry = QPushButton("Try Again")
+        self.retry.clicked.connect(self.make)
+        self.retry.hide()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.words)
+        layout.addWidget(self.status)
+        layout.addWidget(self.retry, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addStretch(1)
+        self._asked = False
+        self._closed = False
+
+    def initializePage(self) -> None:
+        if not self._asked:
+            self.make()
+
+    def make(self) -> None:
+        self._asked = True
+        self.retry.hide()
+        self.status.setStyleSheet("")
+        self.status.setText("Making your recovery key…")
+        keys, actor = self.controller.services.keys, self._owner_name()
+        self.controller.run(lambda: keys.new_recovery_key(actor), self._made, self._failed)
+
+    def _made(self, phrase: str) -> None:
+        if self._closed:  # the wizard closed meanwhile: show the phrase to no one, keep it nowhere
+            return
+        self.status.clear()
+        self.words.show_phrase(phrase)
+        self._made_callback(phrase)
+        self.completeChanged.emit()
+
+    def _failed(self, message: str) -> None:
+        self.status.setStyleSheet("color: #b91c1c")
+        self.status.setText(f"Could not make the recovery key: {message}")
+        self.retry.show()
+
+    def isComplete(self) -> bool:
+        return bool(self.words.phrase)
+
+    def forget(self) -> None:
+        self._closed = True
+        self.words.clear()
+
+
+class RecoveryCheckPage(QWizardPage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("Check your recovery key")
+        self.setSubTitle("Vault keeps no copy of it, so make sure yours is right.")
+        self.check = RecoveryCheck()
+        self.check.changed.connect(self.completeChanged)
+        QVBoxLayout(self).addWidget(self.check)
+
+    def isComplete(self) -> bool:
+        return self.check.confirmed
 
 
 class FoldersPage(QWizardPage):
@@ -115,8 +192,13 @@ class ReadyPage(QWizardPage):
         layout.addStretch(1)
 
 
+# Page ids: the default order follows them; the gaps leave room for pages a branch adds.
+PAGES = {"account": 10, "recovery_key": 20, "recovery_check": 30, "folders": 40, "ready": 50}
+
+
 class FirstRunWizard(QWizard):
-    """Finishing saves the account and settings off the UI thread; the dialog closes once both are stored."""
+    """Finishing saves the account and settings off the UI thread; the dialog closes once both are stored.
+    It cannot finish before the recovery key's words were typed back."""
 
     def __init__(self, controller: VaultController) -> None:
         super().__init__()
@@ -126,16 +208,24 @@ class FirstRunWizard(QWizard):
         self.setPixmap(QWizard.WizardPixmap.LogoPixmap, app_pixmap(48))
         settings = controller.services.settings.current
         self.account = AccountPage()
+        self.recovery_check = RecoveryCheckPage()
+        self.recovery_key = RecoveryKeyPage(controller, lambda: self.account.name.text().strip(),
+                                            self.recovery_check.check.ask)
         self.folders = FoldersPage(controller.import_folder, settings.keep_originals)
         self.ready = ReadyPage(urls_for(settings.host, settings.port))
-        for page in (self.account, self.folders, self.ready):
-            self.addPage(page)
+        for name, page in (("account", self.account), ("recovery_key", self.recovery_key),
+                           ("recovery_check", self.recovery_check), ("folders", self.folders),
+                           ("ready", self.ready)):
+            self.setPage(PAGES[name], page)
         self.setMinimumSize(560, 460)
         self._saved = False
 
     def accept(self) -> None:
         if self._saved:
             super().accept()
+            return
+        if not self.recovery_check.check.confirmed:
+            self.ready.error.setText("Type back three words of your recovery key first: go back to it.")
             return
         self.button(QWizard.WizardButton.FinishButton).setEnabled(False)
         self.ready.error.setText("Saving…")
@@ -152,6 +242,12 @@ class FirstRunWizard(QWizard):
             services.settings.update(**changes)
 
         self.controller.run(save, self._done, self._failed)
+
+    def done(self, result: int) -> None:
+        """However it closes, the recovery key's words go with it."""
+        self.recovery_key.forget()
+        self.recovery_check.check.clear()
+        super().done(result)
 
     def _done(self, _: object) -> None:
         self._saved = True

@@ -1,4 +1,5 @@
-"""What tests share: HLS played with ffmpeg like a player would, a scan for plaintext, and API clients.
+"""What tests share: HLS played with ffmpeg like a player would, a scan for plaintext, API clients, and the
+first-run wizard's recovery-key pages walked as an owner who kept the words.
 
 `ApiClient` talks HTTPS to a real server; `AppClient` is the same client driving the real Quart app in this
 process from any peer address, for rules that need no TLS, streaming or player (most of them).
@@ -161,3 +162,19 @@ class Account:
     username: str
     password: str
     role: str
+
+
+def keep_the_recovery_key(qtbot: Any, wizard: Any) -> list[str]:
+    """From the wizard's account page past its recovery-key pages: wait for the words, type three back.
+    Returns the words the page showed."""
+    if wizard.currentId() == -1:  # a wizard never shown has not entered its first page yet
+        wizard.restart()
+    wizard.next()
+    qtbot.waitUntil(lambda: len(wizard.recovery_key.words.shown_words()) == 24, timeout=30_000)
+    words = wizard.recovery_key.words.shown_words()
+    wizard.next()
+    check = wizard.recovery_check.check
+    for entry, position in zip(check.entries, check.positions, strict=True):
+        entry.setText(words[position - 1])
+    wizard.next()
+    return words

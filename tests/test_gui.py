@@ -29,6 +29,7 @@ from gui.tray import TrayMenu  # noqa: E402
 from gui.window import AdminWindow  # noqa: E402
 from gui.wizard import FirstRunWizard  # noqa: E402
 from tests.conftest import OWNER, OWNER_PASSWORD, VIEWER, VIEWER_PASSWORD  # noqa: E402
+from tests.support import keep_the_recovery_key  # noqa: E402
 from vaultserver.server import client_context  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +80,7 @@ def test_wizard_creates_the_owner_and_saves_the_import_folder(qtbot, paths, serv
     account.password.confirm.setText(STRONG)
     assert next_button.isEnabled()
     assert all(label.text().startswith("✓") for label in account.password.rules.values())
-    wizard.next()
+    keep_the_recovery_key(qtbot, wizard)
     folder = tmp_path / "Drop here"
     wizard.folders.folder.setText(str(folder))
     wizard.folders.keep.setChecked(True)
@@ -103,6 +104,7 @@ def test_wizard_shows_why_the_account_was_refused(qtbot, paths, services):
     wizard.account.name.setText("mum")
     wizard.account.password.password.setText(STRONG)
     wizard.account.password.confirm.setText(STRONG)
+    keep_the_recovery_key(qtbot, wizard)
     wizard.accept()
     qtbot.waitUntil(lambda: "already exists" in wizard.ready.error.text(), timeout=30_000)
     assert wizard.result() == 0 and wizard.button(QWizard.WizardButton.FinishButton).isEnabled()
@@ -410,7 +412,7 @@ def test_screenshot_mode_renders_every_tab_and_the_wizard(tmp_path):
     assert result.returncode == 0, result.stderr
     from gui.window import TABS
 
-    expected = [f"admin-{cls.title.lower()}.png" for cls in TABS] + [f"wizard-{i}.png" for i in (1, 2, 3)]
+    expected = [f"admin-{cls.title.lower()}.png" for cls in TABS] + [f"wizard-{i}.png" for i in range(1, 6)]
     for name in expected:
         assert (out / name).stat().st_size > 5_000, name
 
@@ -443,6 +445,7 @@ def test_first_run_shows_the_wizard_then_the_window_where_there_is_no_tray(qtbot
     app.wizard.account.name.setText("mum")
     app.wizard.account.password.password.setText(STRONG)
     app.wizard.account.password.confirm.setText(STRONG)
+    keep_the_recovery_key(qtbot, app.wizard)
     with qtbot.waitSignal(vault.started, timeout=60_000):
         app.wizard.accept()
     qtbot.waitUntil(app.window.isVisible)

@@ -29,6 +29,9 @@ from vaultserver.services.settings import SettingsService
 log = logging.getLogger(__name__)
 
 REWRAP_BATCH = 500
+# The front ends show, check and read back recovery phrases through the services, never the crypto itself.
+PHRASE_WORDS = recovery.PHRASE_WORDS
+check_phrase = recovery.check_phrase
 
 
 @dataclass(frozen=True)
