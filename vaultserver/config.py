@@ -165,6 +165,16 @@ class Settings(BaseModel):
     retry_backoff_seconds: float = _setting(
         10.0, "Wait before the first retry; doubled for each further try.",
         label="Retry backoff (s)", section="storage", ge=0.0, le=3600.0)
+    backup_dir: str = _setting(
+        "", "Folder Vault backs up to on a schedule (an external disk, a NAS mount, a synced folder). Empty "
+        "means no scheduled backups. Changed only on this Mac: it names a disk attached to it.",
+        label="Backup folder", section="storage", local_only=True)
+    backup_every_hours: int = _setting(
+        24, "How often a scheduled backup runs; a missed one runs as soon as the backup disk is back.",
+        label="Back up every (hours)", section="storage", ge=1, le=168)
+    backup_keep_days: int = _setting(
+        30, "Snapshots in the backup are kept this long, so a deleted photo can still be restored.",
+        label="Keep backups (days)", section="storage", ge=1, le=3650)
     key_rotation_days: int = _setting(
         30, "The master key is due for rotation this many days after it was created.",
         label="Master key rotation (days)", section="security", ge=1, le=365)
