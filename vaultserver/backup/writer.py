@@ -136,7 +136,7 @@ def back_up(services: Services, target: Path, progress: ProgressListener = ignor
 
 
 def _record_failure(services: Services, target: Path, reason: str) -> None:
-    log.warning("Backup to %s failed: %s", target, reason)
+    log.info("Backup to %s failed: %s", target, reason)
     services.audit.record(AuditEvent("backup_failed", outcome="failed",
                                      details={"target": str(target), "reason": reason}))
 
@@ -241,8 +241,9 @@ class _Run:
                 moved(size)
                 return FileEntry(path, size, previous.sha256, mtime_ns)
             log.warning("%s differs from the copy in the backup; replacing that copy", path)
-        digest = writer.copy(original, f"{self.target_root}/{path}", moved, after=lambda sha256: self._journal(
-            journal, FileEntry(path, size, sha256, mtime_ns)))
+        def finished(sha256: str) -> None:
+            self._journal(journal, FileEntry(path, size, sha256, mtime_ns))
+        digest = writer.copy(original, f"{self.target_root}/{path}", moved, after=finished)
         return FileEntry(path, size, digest, mtime_ns)
 
     def _journal(self, journal: Any, entry: FileEntry) -> None:
