@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vaultserver import __version__
-from vaultserver.backup.commands import cmd_restore
+from vaultserver.backup.commands import cmd_backup, cmd_restore, cmd_verify_backup
 from vaultserver.config import AppPaths, resolve_data_dir
 from vaultserver.errors import VaultError
 from vaultserver.logs import setup_logging
@@ -310,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     cert = sub.add_parser("cert", help="the HTTPS certificate: show it, or issue a new one")
     cert.add_argument("cert_command", choices=["show", "regenerate"])
+    backup = sub.add_parser("backup", help="make or update the backup in a folder (needs a recovery key)")
+    backup.add_argument("target", help="the backup folder (created if its parent exists)")
+    backup.add_argument("--progress-json", action="store_true", help="progress and result as JSON lines")
+    verify = sub.add_parser("verify-backup", help="check every file of a backup against its manifest")
+    verify.add_argument("target", help="the backup folder")
+    verify.add_argument("--snapshot", help="the snapshot's stamp (default: the newest)")
+    verify.add_argument("--recovery-key-stdin", action="store_true",
+                        help="also decrypt every item, with the recovery key read from stdin")
     restore = sub.add_parser("restore", help="rebuild this (new, empty) data folder from a backup")
     restore.add_argument("target", help="the backup folder")
     restore.add_argument("--recovery-key-stdin", action="store_true", required=True,
@@ -327,6 +335,8 @@ SERVICE_COMMANDS: dict[str, Callable[[argparse.Namespace, Services], int]] = {
     "sessions": cmd_sessions,
 }
 PATH_COMMANDS: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
+    "backup": cmd_backup,
+    "verify-backup": cmd_verify_backup,
     "cert": cmd_cert,
     "process": cmd_process,
     "doctor": cmd_doctor,
@@ -341,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_self_check(args)
     paths = AppPaths(resolve_data_dir(args.data_dir))
     try:
-        if args.command != "doctor":  # the doctor looks at the data folder as it was found
+        # The doctor looks at the data folder as it was found; verify-backup reads only the backup.
+        if args.command not in ("doctor", "verify-backup"):
             paths.ensure()
             setup_logging(paths, args.verbose)
         if args.command in PATH_COMMANDS:
