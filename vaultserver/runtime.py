@@ -19,7 +19,6 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from vaultserver.backup.progress import Progress as Progress  # the front ends import these from here
 from vaultserver.backup.schedule import BackupListener, BackupSchedule
 from vaultserver.backup.status import BackupState
 from vaultserver.certificate import CertificateDetails  # the front ends import it from here
@@ -30,6 +29,7 @@ from vaultserver.errors import VaultError
 from vaultserver.health import Health  # the front ends import it from here
 from vaultserver.pipeline import Pipeline
 from vaultserver.pipeline.watcher import copy_into
+from vaultserver.progress import Progress as Progress  # the front ends import these from here
 from vaultserver.server import Endpoint, HttpsServer
 from vaultserver.services import Services, open_services
 from vaultserver.services.queue import JobView

@@ -17,9 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
-from vaultserver.backup.progress import Progress, TerminalProgress
 from vaultserver.config import AppPaths
 from vaultserver.errors import IntegrityError, ValidationError
+from vaultserver.progress import Progress, TerminalProgress
 
 SHOWN_PROBLEMS = 5  # named in the error line; all of them are listed above it
 

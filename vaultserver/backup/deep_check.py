@@ -13,11 +13,11 @@ import tempfile
 from pathlib import Path
 
 from vaultserver.backup.layout import DATABASE
-from vaultserver.backup.progress import ProgressListener, ignore_progress
 from vaultserver.backup.snapshot import checked_copy, open_snapshot
 from vaultserver.config import AppPaths
 from vaultserver.crypto.keystore import KeyStore, MemoryBackend
 from vaultserver.db import open_database
+from vaultserver.progress import ProgressListener, ignore_progress
 from vaultserver.services.audit import AuditService
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService

@@ -19,7 +19,6 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from vaultserver.backup.layout import CA_CERT, DATABASE, SEALED_CA_KEY, SETTINGS
-from vaultserver.backup.progress import Progress, ProgressListener, ignore_progress
 from vaultserver.backup.snapshot import (
     OpenedSnapshot,
     checked_copy,
@@ -31,6 +30,7 @@ from vaultserver.config import AppPaths, load_settings, save_settings
 from vaultserver.crypto.keystore import KeyStore, choose_backend, keychain_usable
 from vaultserver.db.engine import database_url
 from vaultserver.errors import ConfigurationError, ValidationError
+from vaultserver.progress import Progress, ProgressListener, ignore_progress
 from vaultserver.services import open_services
 from vaultserver.services.audit import AuditEvent
 

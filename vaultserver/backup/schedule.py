@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from vaultserver.background import lower_priority
-from vaultserver.backup.progress import Progress
 from vaultserver.backup.status import (
     COMPLETED,
     FAILED,
@@ -40,6 +39,7 @@ from vaultserver.backup.status import (
     missing_reason,
     read_history,
 )
+from vaultserver.progress import Progress
 from vaultserver.services import Services
 from vaultserver.services.audit import AuditEvent
 

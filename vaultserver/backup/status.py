@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from vaultserver.backup.progress import Progress
+from vaultserver.progress import Progress
 from vaultserver.services.audit import AuditEntry, AuditService
 
 COMPLETED = "backup_completed"

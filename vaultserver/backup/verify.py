@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from vaultserver.backup.layout import SNAPSHOTS, BackupFolder, FileEntry, file_digest
-from vaultserver.backup.progress import Progress, ProgressListener, ignore_progress
+from vaultserver.progress import Progress, ProgressListener, ignore_progress
 
 Problem = Literal["missing", "damaged", "wrong size"]
 

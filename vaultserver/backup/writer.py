@@ -55,9 +55,9 @@ from vaultserver.backup.layout import (
     file_digest,
     snapshot_stamp,
 )
-from vaultserver.backup.progress import Progress, ProgressListener, ignore_progress
 from vaultserver.db.models import is_id
 from vaultserver.errors import ConfigurationError, ValidationError, VaultError
+from vaultserver.progress import Progress, ProgressListener, ignore_progress
 from vaultserver.services import Services
 from vaultserver.services.audit import AuditEvent
 

@@ -26,13 +26,13 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import col, func, select
 
 from vaultserver import hls
-from vaultserver.backup.progress import ProgressListener, ignore_progress
 from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile
 from vaultserver.db import Database
 from vaultserver.db.models import MediaFile, PlaybackPosition, is_id, utcnow
 from vaultserver.errors import NotFoundError, ValidationError
 from vaultserver.ffmpeg import ffmpeg, remux_ts_to_mp4
+from vaultserver.progress import ProgressListener, ignore_progress
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.keys import KeyService, NewDataKey
 from vaultserver.services.queue import QueueService

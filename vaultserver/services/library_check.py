@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from vaultserver import hls
-from vaultserver.backup.progress import Progress, ProgressListener, ignore_progress
 from vaultserver.crypto.container import SealedFile
 from vaultserver.errors import VaultError
+from vaultserver.progress import Progress, ProgressListener, ignore_progress
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import (
     HLS_DIR,

@@ -1,4 +1,5 @@
-"""How long backup work reports where it is: one value for the app's progress bars and the terminal's line."""
+"""How long work reports where it is (backups, restores, checks): one value for the app's progress bars
+and the terminal's line."""
 
 from __future__ import annotations
 
