@@ -9,39 +9,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from mnemonic import Mnemonic
 
 from tests.conftest import OWNER, OWNER_PASSWORD, MediaFactory, make_paths
-from vaultserver import __version__
 from vaultserver.backup import commands
 from vaultserver.backup.deep_check import check_backup_items
 from vaultserver.backup.layout import (
-    CA_CERT,
-    DATABASE,
-    FORMAT,
-    KEYS,
-    MANIFEST,
-    PARTIAL_PREFIX,
-    SEALED_CA_KEY,
-    SETTINGS,
     BackupFolder,
-    FileEntry,
-    Manifest,
-    file_digest,
-    snapshot_stamp,
 )
 from vaultserver.backup.restore import restore
+from vaultserver.backup.writer import back_up
 from vaultserver.config import AppPaths
 from vaultserver.crypto import recovery
 from vaultserver.crypto.tls import ensure_certificate
@@ -50,46 +36,10 @@ from vaultserver.pipeline import Pipeline
 from vaultserver.services import Services, open_services
 from vaultserver.services.library import HLS_DIR, POSTER_FILE, THUMB_FILE
 
-# --- until the backup writer lands: a backup in exactly the format layout.py documents ----------------------
-
 
 def write_backup(services: Services, target: Path) -> str:
-    """UNTIL THE WRITER LANDS: a backup of `services`' data folder into `target` in layout.py's format
-    (library files shared between snapshots, the DB by SQLite's backup API, keys.json from the recovery
-    document, the CA, the manifest; the snapshot renamed into place last). Returns the snapshot's stamp."""
-    paths, folder = services.paths, BackupFolder(target)
-    target.mkdir(parents=True, exist_ok=True)
-    folder.marker.write_text(json.dumps({"format": FORMAT}))
-    when = datetime.now(UTC)
-    while (folder.snapshots / snapshot_stamp(when)).exists():
-        when += timedelta(seconds=1)
-    stamp = snapshot_stamp(when)
-    partial = folder.snapshots / f"{PARTIAL_PREFIX}{stamp}"
-    (partial / "tls").mkdir(parents=True)
-    items = [item for item in services.library.all_items() if item.status == "ready"]
-    library = []
-    for item in items:
-        for source in sorted(p for p in (paths.library / item.id).rglob("*") if p.is_file()):
-            relative = source.relative_to(paths.root).as_posix()
-            if not (target / relative).exists():
-                (target / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target / relative)
-            library.append(FileEntry(relative, *file_digest(target / relative)))
-    with closing(sqlite3.connect(paths.database)) as live:
-        with closing(sqlite3.connect(partial / DATABASE)) as copy:
-            live.backup(copy)
-    shutil.copyfile(paths.settings_file, partial / SETTINGS)
-    keys = services.keys.recovery_document()
-    (partial / KEYS).write_text(json.dumps(keys))
-    for name in (CA_CERT, SEALED_CA_KEY):
-        shutil.copyfile(paths.private / "tls" / Path(name).name, partial / name)
-    own = [FileEntry(name, *file_digest(partial / name)) for name in (DATABASE, SETTINGS, KEYS, CA_CERT,
-                                                                      SEALED_CA_KEY)]
-    manifest = Manifest(datetime.now(UTC), __version__, keys["recovery_fingerprint"], len(items),
-                        tuple(library), tuple(own))
-    (partial / MANIFEST).write_text(manifest.to_json())
-    partial.rename(folder.snapshots / stamp)
-    return stamp
+    """A backup of `services`' data folder into `target` by the real writer; returns the snapshot's stamp."""
+    return back_up(services, target).snapshot
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -181,10 +131,13 @@ def test_a_new_folder_restored_with_the_phrase_lists_and_exports_exactly_the_lib
     assert made.returncode == 0, made.stderr
     phrase = made.stdout.strip().splitlines()[-1]
     target = tmp_path / "backup"
-    write_backup(services, target)
+    first = vault(old.root, "backup", str(target))
+    assert first.returncode == 0, first.stderr
     import_and_convert(services, media.image("second.png", size=(200, 150)))
     assert vault(old.root, "keys", "rotate").returncode == 0
-    write_backup(services, target)
+    second = vault(old.root, "backup", str(target))
+    assert second.returncode == 0, second.stderr
+    assert len(BackupFolder(target).complete_snapshots()) == 2
 
     listed = vault(old.root, "library", "list", "--json")
     items = json.loads(listed.stdout)
