@@ -322,3 +322,32 @@ def test_the_scheduled_command_is_the_command_line_run_by_this_interpreter(tmp_p
     shown = subprocess.run([sys.executable, "-m", "vaultserver", "--version"], capture_output=True, text=True,
                            check=True)
     assert shown.stdout.strip()
+
+
+def test_the_real_backup_command_runs_on_schedule_and_its_snapshot_verifies(services, media, target):
+    """No stand-in: the schedule runs `vaultserver backup --progress-json` as a background child."""
+    from vaultserver.backup.layout import BackupFolder
+    from vaultserver.backup.verify import verify_files
+    from vaultserver.pipeline import Pipeline
+
+    imports = services.settings.current.import_path(services.paths)
+    imports.mkdir(parents=True, exist_ok=True)
+    media.copy_into(media.image("scheduled.png", size=(96, 64)), imports)
+    assert Pipeline(services).process_once(timeout=120)
+    services.keys.new_recovery_key("owner")
+    services.settings.update(backup_dir=str(target))
+    schedule = BackupSchedule(services)
+    schedule.check_seconds, schedule.event_seconds = 0.2, 0.0
+    heard: list[BackupState] = []
+    schedule.subscribe(heard.append)
+    try:
+        schedule.start()
+        state = wait_for(lambda: (s := schedule.state()).last_success_at and not s.running and s, timeout=120)
+    finally:
+        schedule.stop()
+    assert state.warning is None and state.last_error is None
+    assert [p.name for p in BackupFolder(target).complete_snapshots()] == [state.last_snapshot]
+    assert verify_files(target).ok
+    assert any(s.progress and s.progress.total_files for s in heard)
+    completed = audit_rows(services, "backup_completed")
+    assert len(completed) == 1 and completed[0].details["items"] == 1
