@@ -19,8 +19,9 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP)  # conversion, then backups (python -m bench serve: HTTPS serving next to nginx)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench backup
 
 .PHONY: app
 app: $(STAMP)  # Vault.app on macOS, dist/Vault/ elsewhere (PyInstaller, build_app.spec), then its self-check

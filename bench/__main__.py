@@ -1,7 +1,8 @@
-"""`python -m bench [--quick] [--keep] [ingest|serve|all]`: measure, print the table, write the results JSON.
+"""`python -m bench [--quick] [--keep] [ingest|serve|backup|all]`: measure, print the table, save results.
 
 ingest (the default) measures conversion (bench/results/latest.json); serve measures HTTPS serving next to
-nginx (bench/serving.py, bench/results/serve.json); all runs both.
+nginx (bench/serving.py, bench/results/serve.json); backup measures backups next to `cp -r` (bench/backup.py,
+bench/results/backup.json); all runs every one.
 """
 
 from __future__ import annotations
@@ -121,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 s clip and 2 photos: a smoke test")
     parser.add_argument("--keep", action="store_true", help=f"keep the run folders in {WORK / 'runs'}")
-    parser.add_argument("suite", nargs="?", choices=["ingest", "serve", "all"], default="ingest",
-                        help="ingest (default): conversion; serve: HTTPS serving next to nginx; all: both")
+    parser.add_argument("suite", nargs="?", choices=["ingest", "serve", "backup", "all"], default="ingest",
+                        help="ingest (default): conversion; serve: HTTPS serving next to nginx; backup: "
+                             "backups next to cp -r; all: every one")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
                         help="serve: load generator (auto: wrk if installed, else the Python client)")
     parser.add_argument("--seconds", type=float, default=10.0, help="serve: length of each load run")
@@ -132,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
 
         serving.main(args.client, args.seconds, _git_revision())
         if args.suite == "serve":
+            return 0
+    if args.suite in ("backup", "all"):
+        from bench import backup
+
+        backup.main(args.quick, args.keep, _git_revision())
+        if args.suite == "backup":
             return 0
 
     binary = ffmpeg()

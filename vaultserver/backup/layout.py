@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,11 @@ class Manifest:
         return sum(entry.size for entry in self.library)
 
     def to_json(self) -> str:
-        doc = asdict(self)
-        doc["created_at"] = self.created_at.isoformat()
+        # The fields by hand: dataclasses.asdict deep-copies every entry, which took about a third of an
+        # unchanged 10,000-item library's backup.
+        doc = {**vars(self), "created_at": self.created_at.isoformat(),
+               "library": [vars(entry) for entry in self.library],
+               "snapshot": [vars(entry) for entry in self.snapshot]}
         return json.dumps(doc, separators=(",", ":"))
 
     @classmethod
