@@ -40,7 +40,8 @@ class SnapshotInfo:
 
 
 def megabytes(size: int) -> str:
-    return f"{size / 1e6:,.1f} MB"
+    """Sizes as the command line prints them (MB); a small sample library in KB rather than "0.0 MB"."""
+    return f"{size / 1e6:,.1f} MB" if size >= 100_000 else f"{size / 1e3:,.1f} KB"
 
 
 def read_backup_folder(target: Path) -> list[SnapshotInfo]:

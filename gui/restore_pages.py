@@ -261,7 +261,7 @@ class RestorePage(QWizardPage):
         self.bar.setValue(100)
         self.phase.setText("Done.")
         self.result.setText(f"Restored {result.items:,} item(s), {result.files:,} file(s), "
-                            f"{megabytes(result.bytes)} in {result.seconds:.0f} s from snapshot "
+                            f"{megabytes(result.bytes)} in {result.seconds:.1f} s from snapshot "
                             f"{result.snapshot}.\n\n{AFTER_RESTORE}")
         self.result.setStyleSheet(MATCH if not result.problems else "")
         if result.problems:

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #   backup, verify-backup and restore commands use, so both front ends back up and restore alike.
 # Everything else (pipeline, crypto, api, cli, server, db, selfcheck, ...) is reached through those doors.
 GUI_MAY_IMPORT = ("vaultserver.runtime", "vaultserver.services", "vaultserver.config", "vaultserver.errors",
-                  "vaultserver.logs", "vaultserver.login_item", "vaultserver.https_client", "vaultserver.backup")
+                  "vaultserver.logs", "vaultserver.login_item", "vaultserver.https_client",
+                  "vaultserver.backup")
 PACKAGE_CONSTANTS = "vaultserver"  # `from vaultserver import APP_NAME, __version__`
 
 

@@ -42,6 +42,9 @@ OK, BAD, WARNING = "color: #15803d", "color: #b91c1c", "color: #b45309"
 def _bar() -> QProgressBar:
     bar = QProgressBar()
     bar.setRange(0, 100)
+    policy = bar.sizePolicy()
+    policy.setRetainSizeWhenHidden(True)  # the buttons beside it keep their size when it goes
+    bar.setSizePolicy(policy)
     bar.hide()
     return bar
 
