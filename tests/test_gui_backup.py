@@ -176,6 +176,23 @@ def test_verify_says_the_backup_is_intact_then_names_a_damaged_file(qtbot, contr
     assert outcomes == [False, True, True]  # newest first
 
 
+def test_the_deep_check_asks_for_a_well_formed_recovery_key(qtbot):
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from gui.tabs.backups import PhraseDialog
+
+    dialog = PhraseDialog()
+    qtbot.addWidget(dialog)
+    ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    dialog.entry.text.setPlainText("abandon ability")
+    assert not ok.isEnabled() and "24 words" in dialog.entry.status.text()
+    dialog.entry.text.setPlainText("abandon ability " * 11 + "able zzzz")
+    assert not ok.isEnabled() and "zzzz" in dialog.entry.status.text()
+    phrase = new_phrase()
+    dialog.entry.text.setPlainText(phrase.upper())
+    assert ok.isEnabled() and dialog.entry.phrase == phrase
+
+
 def test_without_a_recovery_key_back_up_now_waits_with_a_pointer_to_security(qtbot, paths, services, target):
     services.settings.update(backup_dir=str(target))
     controller = VaultController(paths, services)
