@@ -3,7 +3,9 @@
 Widgets never touch the database or the runtime: they call the controller, which does the work on a pool
 thread (`Tasks`) and answers on the UI thread, and they listen to its signals. Pipeline events arrive on
 worker threads and cross to the UI thread through one queued signal (`_job_event`). The controller itself
-reaches the core only through the runtime and the services, like the command line does.
+reaches the core only through the runtime, the services and the backup operations, like the command line
+does. Restoring a backup (the first-run wizard's other way in) swaps in new services and a new runtime on the
+restored folder, before anything has started: everyone reads them through the controller, never keeps them.
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from gui.tasks import Done, Failed, Tasks
+from gui.backups import ThrottledProgress, check_backup_key, read_backup_folder
+from gui.tasks import Done, Failed, Tasks, describe_error
+from vaultserver.backup.deep_check import check_backup_items
+from vaultserver.backup.restore import RestoreResult, restore
+from vaultserver.backup.verify import VerifyReport, verify_files
 from vaultserver.config import AppPaths, Settings
-from vaultserver.runtime import CertificateDetails, VaultRuntime
+from vaultserver.errors import ValidationError, VaultError
+from vaultserver.runtime import BackupState, CertificateDetails, Progress, VaultRuntime
 from vaultserver.services import Services, open_services
+from vaultserver.services.audit import AuditEvent
 from vaultserver.services.library import Usage
 from vaultserver.services.queue import JobView, QueueCounts
 
@@ -45,6 +53,7 @@ class Status:
     viewers_online: list[str] = field(default_factory=list)
     usage: Usage | None = None
     waiting: str | None = None  # why imports wait (a full disk)
+    backup_warning: str | None = None  # why the backups need the owner's eye (stale, failing)
 
     @property
     def pause_label(self) -> str:
@@ -57,7 +66,15 @@ class Status:
 
     @property
     def summary(self) -> str:
-        """The tray's status line."""
+        """The tray's status line. A stale or failing backup turns the dot red, so it is said here when
+        nothing more urgent is (a server problem, imports waiting for room)."""
+        if self.state == "error" or not self.backup_warning or self.waiting:
+            return self.state_line
+        return self.backup_warning
+
+    @property
+    def state_line(self) -> str:
+        """What Vault is doing (the Dashboard's headline; it shows backups on a line of their own)."""
         if self.state == "error":
             return f"Problem: {self.error}" if self.error else "Problem: the server is not running"
         if self.state == "stopped":
@@ -92,25 +109,31 @@ class VaultController(QObject):
     stopped = Signal()
     settings_changed = Signal(object)  # Settings
     library_changed = Signal()
+    backup_changed = Signal(object)  # BackupState: a scheduled backup started, made progress or ended
+    progress = Signal(str, object)  # (operation, Progress) of a "verify", "deep check" or "restore"
+    restored = Signal(object)  # RestoreResult: the controller now runs on the restored data folder
+    restore_failed = Signal(str)  # the restore's own message; the data folder holds no restored library
     _job_event = Signal(str, object)  # from worker threads; queued to the UI thread
     _settings_event = Signal(object, object)
+    _backup_event = Signal(object)  # from the backup schedule's thread
+    _progress_event = Signal(str, object)  # from pool threads
 
     def __init__(self, paths: AppPaths, services: Services | None = None, *, host: str | None = None,
                  port: int | None = None, mdns_interfaces: list[str] | None = None, poll_ms: int = 1000,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.paths = paths
-        self.services = services or open_services(paths)
         self.tasks = Tasks(self)
-        self.runtime = VaultRuntime(paths, self.services, mdns_interfaces=mdns_interfaces)
+        self._mdns_interfaces = mdns_interfaces
         self._listen = (host, port)
         self.status = Status()
         self._polling = False
         self._batch_done = self._batch_failed = self._batch_duplicates = 0
         self._job_event.connect(self._on_job_event)
         self._settings_event.connect(self._on_settings_event)
-        self.runtime.on_job_event(lambda event, job: self._job_event.emit(event, job))
-        self.services.settings.subscribe(lambda old, new: self._settings_event.emit(old, new))
+        self._backup_event.connect(self._on_backup_event)
+        self._progress_event.connect(self._on_progress_event)
+        self._attach(services or open_services(paths))
         self._timer = QTimer(self)
         self._timer.setInterval(poll_ms)
         self._timer.timeout.connect(self.refresh)
@@ -120,6 +143,19 @@ class VaultController(QObject):
     def run(self, fn: Callable[[], Any], done: Done | None = None, failed: Failed | None = None) -> None:
         """Do `fn` off the UI thread; `done(result)` or `failed(message)` (default: the `failed` signal)."""
         self.tasks.run(fn, done, failed or self.failed.emit)
+
+    def _attach(self, services: Services) -> None:
+        """Run on `services`, with a runtime of their own, and hear what happens in both."""
+        self.services = services
+        self.runtime = VaultRuntime(self.paths, services, mdns_interfaces=self._mdns_interfaces)
+        self.runtime.on_job_event(lambda event, job: self._job_event.emit(event, job))
+        self.runtime.on_backup_event(self._backup_event.emit)
+        services.settings.subscribe(lambda old, new: self._settings_event.emit(old, new))
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (in memory: cheap on the UI thread)."""
+        return self.services.settings.current
 
     # --- life cycle --------------------------------------------------------------------------------------
 
@@ -180,6 +216,92 @@ class VaultController(QObject):
     def import_files(self, files: list[Path], done: Done | None = None) -> None:
         self.run(lambda: self.runtime.import_files(files), done)
 
+    # --- backups: the schedule's state, Back Up Now, verify, and restoring (the first-run wizard) ----------
+
+    def backup_state(self) -> BackupState:
+        return self.runtime.backup_state()
+
+    def back_up_now(self) -> bool:
+        """Start a backup to the settings' folder now; False when one runs already, no folder is set or
+        Vault is not running. Its progress and outcome arrive as `backup_changed`."""
+        return self.runtime.back_up_now()
+
+    @Slot(object)
+    def _on_backup_event(self, state: BackupState) -> None:
+        self.backup_changed.emit(state)
+        self.refresh()  # the tray's dot and status line follow at once
+
+    @Slot(str, object)
+    def _on_progress_event(self, operation: str, progress: Progress) -> None:
+        self.progress.emit(operation, progress)
+
+    def _reporter(self, operation: str) -> ThrottledProgress:
+        return ThrottledProgress(lambda progress: self._progress_event.emit(operation, progress))
+
+    def verify_backup(self, done: Done, failed: Failed | None = None, phrase: str | None = None) -> None:
+        """Check every file of the newest snapshot in the backup folder against its manifest (`progress`
+        "verify"); with the recovery key's `phrase`, then decrypt every item ("deep check"). `done` gets
+        (VerifyReport, problems: list[str] | None); the outcome is audited as backup_verified."""
+        folder, audit = self.settings.backup_dir.strip(), self.services.audit
+
+        def work() -> tuple[VerifyReport, list[str] | None]:
+            if not folder:
+                raise ValidationError("Choose a backup folder first")
+            target = Path(folder).expanduser()
+            report = verify_files(target, None, self._reporter("verify"))
+            problems = None
+            if report.ok and phrase is not None:
+                problems = check_backup_items(target, phrase, report.snapshot, self._reporter("deep check"))
+            intact = report.ok and not problems
+            audit.record(AuditEvent("backup_verified", outcome="ok" if intact else "failed", details={
+                "target": str(target), "snapshot": report.snapshot, "ok": intact,
+                "damaged": len(report.problems) + len(problems or []), "deep": phrase is not None}))
+            return report, problems
+
+        self.run(work, done, failed)
+
+    def read_backup(self, target: Path, done: Done, failed: Failed) -> None:
+        """The complete snapshots in `target`, newest first (list[SnapshotInfo]), or why it is no backup."""
+        self.run(lambda: read_backup_folder(target), done, failed)
+
+    def check_backup_key(self, target: Path, phrase: str, snapshot: str | None, done: Done,
+                         failed: Failed) -> None:
+        """Whether the phrase opens that snapshot's keys; nothing is written."""
+        self.run(lambda: check_backup_key(target, phrase, snapshot), done, failed)
+
+    def restore_from_backup(self, target: Path, phrase: str, snapshot: str | None = None) -> None:
+        """Rebuild this data folder from a backup, before Vault has started on it (the first-run wizard).
+        The services let go of the folder, the restore runs on a pool thread (`progress` "restore"), then
+        new services and a new runtime open on the folder, restored or as it was; `settings_changed` and
+        `library_changed` follow, then `restored(RestoreResult)` or `restore_failed(message)`."""
+        if self.runtime.running:
+            self.restore_failed.emit("Vault is already running on this data folder: restore into a new one")
+            return
+        paths, report = self.paths, self._reporter("restore")
+        self.services.close()  # the restore replaces vault.db: no connection may stay open on the old one
+
+        def work() -> tuple[RestoreResult | None, str, Services]:
+            try:
+                result, error = restore(Path(target).expanduser(), paths, phrase, report, snapshot), ""
+            except Exception as exc:  # told to the owner, and the folder is opened again as it is
+                if not isinstance(exc, VaultError):
+                    log.exception("The restore failed")
+                result, error = None, describe_error(exc)
+            return result, error, open_services(paths)
+
+        def reopened(outcome: tuple[RestoreResult | None, str, Services]) -> None:
+            result, error, services = outcome
+            self._attach(services)
+            self.settings_changed.emit(services.settings.current)
+            self.library_changed.emit()
+            self.backup_changed.emit(self.runtime.backup_state())
+            if result is None:
+                self.restore_failed.emit(error)
+            else:
+                self.restored.emit(result)
+
+        self.run(work, reopened, self.restore_failed.emit)
+
     # --- the certificate (blocking: run them through `run` or a tab's `load`) -----------------------------
 
     def certificate(self) -> CertificateDetails:
@@ -222,7 +344,8 @@ class VaultController(QObject):
         online = sorted({s.username for s in sessions if _aware(s.last_activity_at) >= since})
         state = state_of(health.running, health.server, health.paused, health.queue_active, health.error)
         return Status(state, health.server, health.paused, list(health.urls), health.error, health.queue,
-                      jobs, len(sessions), online, services.library.usage(), health.waiting)
+                      jobs, len(sessions), online, services.library.usage(), health.waiting,
+                      health.backup_warning)
 
     def _looked(self, status: Status) -> None:
         self._polling = False

@@ -1,5 +1,6 @@
 """The recovery key as the owner meets it: its words, what they are for, Print… and Copy, then a check that
-they were kept (three of them typed back). The first-run wizard and the Security tab both use these pieces.
+they were kept (three of them typed back); and, to restore or deep-check a backup, the whole key typed in.
+The first-run wizard, the Security tab and the Storage tab's Backups use these pieces.
 
 The phrase lives only in these widgets while they are open: `clear()` empties them, and the clipboard if it
 still holds the phrase, when they close. It is never logged.
@@ -21,13 +22,15 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from vaultserver.services.keys import PHRASE_WORDS
+from vaultserver.errors import VaultError
+from vaultserver.services.keys import PHRASE_WORDS, check_phrase
 
 COLUMNS = 4
 CHECKED_WORDS = 3
@@ -260,3 +263,53 @@ class RecoveryKeyDialog(QDialog):
 
     def _update(self) -> None:
         self.continue_button.setEnabled(self.check.confirmed)
+
+
+class PhraseEntry(QWidget):
+    """The whole recovery key typed in (any case, spaces or line breaks between words), checked as it is
+    typed, in the service's own words: word count, unknown words, checksum. `phrase` is the key once it
+    passes, else ""."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.text = QPlainTextEdit()
+        self.text.setFont(_fixed_font())
+        self.text.setPlaceholderText(f"The {PHRASE_WORDS} words of your recovery key, in order")
+        self.text.setAccessibleName("Recovery key")
+        self.text.setTabChangesFocus(True)
+        self.text.setFixedHeight(96)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setAccessibleName("Recovery key check")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.text)
+        layout.addWidget(self.status)
+        self._phrase = ""
+        self.text.textChanged.connect(self._check)
+
+    @property
+    def phrase(self) -> str:
+        return self._phrase
+
+    def say(self, text: str, ok: bool) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet(MATCH if ok else MISMATCH)
+
+    def clear(self) -> None:
+        self.text.clear()
+
+    def _check(self) -> None:
+        typed = self.text.toPlainText()
+        try:
+            self._phrase = check_phrase(typed) if typed.strip() else ""
+        except VaultError as exc:
+            self._phrase = ""
+            self.say(exc.message, ok=False)
+            if len(typed.split()) < PHRASE_WORDS:  # still being typed: not yet a mistake
+                self.status.setStyleSheet("")
+        else:
+            self.status.clear()
+        self.changed.emit()

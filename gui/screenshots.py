@@ -1,7 +1,8 @@
 """`python -m gui --screenshot DIR`: every admin tab and wizard page, rendered offscreen with sample data.
 
 The sample library is made of a few generated pictures run through the real pipeline, and two viewers
-signed in on made-up devices, so the pictures show what an owner really sees.
+signed in on made-up devices, so the pictures show what an owner really sees. It is backed up for real, and
+the wizard's restore pages restore that backup into a second, new data folder.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from gui.app import VaultApp, qt_application, wait_until
 from gui.controller import VaultController
-from gui.wizard import FirstRunWizard
+from gui.wizard import PAGES, FirstRunWizard
+from vaultserver.backup.writer import back_up
 from vaultserver.config import AppPaths
 
 SCENES = [("Beach.jpg", "#38bdf8", "#fde68a"), ("Dunes.jpg", "#fb923c", "#fef3c7"),
@@ -66,12 +68,17 @@ def render_all(out: Path) -> int:
         wizard.account.password.password.setText("Correct-h0rse")
         wizard.resize(640, 520)
         wizard.show()
-        for index in range(len(wizard.pageIds())):
+        number, phrase = 1, ""
+        while True:  # the new library's way, to its last page
             _settle(app, controller, 0.2)
-            _save(wizard, out / f"wizard-{index + 1}.png")
+            _save(wizard, out / f"wizard-{number}.png")
+            if wizard.currentId() == PAGES["ready"]:
+                break
+            phrase = phrase or wizard.recovery_key.words.phrase
             wizard.account.password.confirm.setText("Correct-h0rse")
             _type_back_the_recovery_key(wizard)
             wizard.next()
+            number += 1
         wizard.hide()
 
         services = controller.services
@@ -90,6 +97,10 @@ def render_all(out: Path) -> int:
         vault.begin()
         wait_until(lambda: controller.status.server, 60, "the server")
         wait_until(lambda: len(services.library.all_items()) == len(SCENES), 120, "the sample pictures")
+        backup = Path(tmp) / "Backup Disk" / "Vault Backup"
+        backup.parent.mkdir()
+        back_up(services, backup)
+        services.settings.update(backup_dir=str(backup))
         controller.refresh()
         window = vault.window
         window.resize(960, 640)
@@ -97,5 +108,32 @@ def render_all(out: Path) -> int:
             window.show_tab(title)
             _settle(app, controller)
             _save(window, out / f"admin-{title.lower()}.png")
+        _render_restore(app, backup, phrase, Path(tmp) / "new-mac", out)
         vault.quit()
     return 0
+
+
+def _render_restore(app: QApplication, backup: Path, phrase: str, root: Path, out: Path) -> None:
+    """The wizard's other way in, on a new data folder: the backup folder, the recovery key, the result."""
+    controller = VaultController(AppPaths.scratch(root), host="127.0.0.1", port=0)
+    wizard = FirstRunWizard(controller)
+    wizard.resize(640, 520)
+    wizard.show()
+    wizard.account.restore.setChecked(True)
+    wizard.next()
+    wizard.restore_folder.folder.setText(str(backup))
+    wizard.restore_folder.look()
+    wait_until(wizard.restore_folder.isComplete, 30, "the backup's snapshots")
+    _settle(app, controller, 0.2)
+    _save(wizard, out / "wizard-restore-1.png")
+    wizard.next()
+    wizard.restore_key.entry.text.setPlainText(phrase)
+    wait_until(wizard.restore_key.isComplete, 30, "the recovery key to open the backup")
+    _settle(app, controller, 0.2)
+    _save(wizard, out / "wizard-restore-2.png")
+    wizard.next()
+    wait_until(wizard.restore.isComplete, 120, "the restore")
+    _settle(app, controller, 0.2)
+    _save(wizard, out / "wizard-restore-3.png")
+    wizard.hide()
+    controller.shutdown()

@@ -6,6 +6,7 @@ the service validates (the same VALIDATION_001 message the API gives is shown un
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, get_origin
 
 from pydantic.fields import FieldInfo
@@ -53,10 +54,15 @@ def _bounds(name: str) -> tuple[float | None, float | None]:
 
 
 class SettingsForm(QWidget):
-    def __init__(self, controller: VaultController, section: str, parent: QWidget | None = None) -> None:
+    """The section's settings (`only` some of them, or all but `leave_out`: a group that shows some of them
+    its own way takes them out of the generic form, so none is shown twice)."""
+
+    def __init__(self, controller: VaultController, section: str, parent: QWidget | None = None, *,
+                 only: Collection[str] | None = None, leave_out: Collection[str] = ()) -> None:
         super().__init__(parent)
         self.controller = controller
-        self.fields = section_fields(section)
+        self.fields = [name for name in section_fields(section)
+                       if (only is None or name in only) and name not in leave_out]
         self.editors: dict[str, Editor] = {}
         form = QFormLayout()
         for name in self.fields:

@@ -55,6 +55,8 @@ class TrayMenu(QObject):
         self.icon = QSystemTrayIcon(state_icon("stopped"), self)
         self.menu = QMenu()
         self.status_action = self._action("Starting…", enabled=False)
+        self.backup_action = self._action("", enabled=False)  # a backup warning the first line leaves out
+        self.backup_action.setVisible(False)
         self.url_action = self._action("", enabled=False)
         self.menu.addSeparator()
         self.gallery_action = self._action("Open Gallery", self._open_gallery)
@@ -85,13 +87,16 @@ class TrayMenu(QObject):
         return action
 
     def update_status(self, status: Status) -> None:
-        backup_warning = self.controller.runtime.backup_state().warning  # in memory: cheap on the UI thread
+        backup_warning = self.controller.backup_state().warning  # in memory: cheap on the UI thread
         self.icon.setIcon(state_icon("error" if backup_warning else status.state))
         url = status.urls[0] if status.urls else ""
         self.status_action.setText(status.summary)
+        second_line = backup_warning if backup_warning and backup_warning != status.summary else ""
+        self.backup_action.setText(second_line)
+        self.backup_action.setVisible(bool(second_line))
         self.url_action.setText(url or "Not serving")
         self.icon.setToolTip(f"Vault — {status.summary}" + (f"\n{url}" if url else "")
-                             + (f"\n{backup_warning}" if backup_warning else ""))
+                             + (f"\n{second_line}" if second_line else ""))
         self.gallery_action.setEnabled(bool(url))
         self.pause_action.setText(status.pause_label)
         self.server_action.setText(status.server_label)

@@ -1,5 +1,5 @@
 """First run: create the owner's account, keep the recovery key, choose the import folder, and show where to
-open Vault.
+open Vault; or, chosen on the first page, restore the library from a backup (`gui.restore_pages`).
 
 Pages have fixed ids spaced apart (`PAGES`), so a branch (another way in, from the first page) can slot its
 own pages between them and pick them in a page's `nextId`.
@@ -20,7 +20,9 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QRadioButton,
     QVBoxLayout,
+    QWidget,
     QWizard,
     QWizardPage,
 )
@@ -30,6 +32,7 @@ from gui.icons import app_pixmap
 from gui.password import PasswordField
 from gui.qr import phone_url, qr_pixmap
 from gui.recovery import RecoveryCheck, RecoveryWords
+from gui.restore_pages import BackupFolderPage, BackupKeyPage, RestorePage
 from vaultserver.runtime import urls_for
 
 
@@ -42,25 +45,58 @@ def default_owner_name() -> str:
 
 
 class AccountPage(QWizardPage):
+    """The owner's account for a new library; or the other way in: restoring a library from a backup."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.setTitle("Create your account")
-        self.setSubTitle("You are Vault's owner: you manage it here and sign in to the gallery with this "
-                         "name and password. You can add family members later.")
+        self.setTitle("Welcome to Vault")
+        self.setSubTitle("Start a new library, or bring back one you backed up (on a new or a reinstalled "
+                         "Mac).")
+        self.new_library = QRadioButton("Set up a new library")
+        self.new_library.setChecked(True)
+        self.restore = QRadioButton("Restore from a backup…")
+        self.restore.toggled.connect(self._route_changed)
+        about = QLabel("You are Vault's owner: you manage it here and sign in to the gallery with this name "
+                       "and password. You can add family members later.")
+        about.setWordWrap(True)
         self.name = QLineEdit(default_owner_name())
         self.name.setAccessibleName("Owner name")
         self.password = PasswordField()
-        layout = QVBoxLayout(self)
+        self.fields = QWidget()
+        fields = QVBoxLayout(self.fields)
+        fields.setContentsMargins(24, 0, 0, 0)
         row = QHBoxLayout()
         row.addWidget(QLabel("Name"))
         row.addWidget(self.name)
-        layout.addLayout(row)
-        layout.addWidget(self.password)
+        fields.addWidget(about)
+        fields.addLayout(row)
+        fields.addWidget(self.password)
+        restoring = QLabel("Your backup folder and your recovery key bring back the library with its "
+                           "accounts, albums and settings.")
+        restoring.setWordWrap(True)
+        restoring.setContentsMargins(24, 0, 0, 0)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.new_library)
+        layout.addWidget(self.fields)
+        layout.addWidget(self.restore)
+        layout.addWidget(restoring)
+        layout.addStretch(1)
         self.name.textChanged.connect(self.completeChanged)
         self.password.changed.connect(self.completeChanged)
 
+    @property
+    def restoring(self) -> bool:
+        return self.restore.isChecked()
+
+    def _route_changed(self) -> None:
+        self.fields.setEnabled(not self.restoring)
+        self.completeChanged.emit()
+
     def isComplete(self) -> bool:
-        return len(self.name.text().strip()) >= 2 and self.password.acceptable
+        return self.restoring or (len(self.name.text().strip()) >= 2 and self.password.acceptable)
+
+    def nextId(self) -> int:
+        return PAGES["restore_folder"] if self.restoring else PAGES["recovery_key"]
 
 
 class RecoveryKeyPage(QWizardPage):
@@ -191,9 +227,14 @@ class ReadyPage(QWizardPage):
         layout.addWidget(self.error)
         layout.addStretch(1)
 
+    def nextId(self) -> int:
+        return -1  # the end of the new library's way; the restore's pages come after it in number only
 
-# Page ids: the default order follows them; the gaps leave room for pages a branch adds.
-PAGES = {"account": 10, "recovery_key": 20, "recovery_check": 30, "folders": 40, "ready": 50}
+
+# Page ids: the default order follows them; the gaps leave room for pages a branch adds. The restore's way
+# (from the first page) is restore_folder, restore_key, restore.
+PAGES = {"account": 10, "recovery_key": 20, "recovery_check": 30, "folders": 40, "ready": 50,
+         "restore_folder": 60, "restore_key": 70, "restore": 80}
 
 
 class FirstRunWizard(QWizard):
@@ -213,16 +254,21 @@ class FirstRunWizard(QWizard):
                                             self.recovery_check.check.ask)
         self.folders = FoldersPage(controller.import_folder, settings.keep_originals)
         self.ready = ReadyPage(urls_for(settings.host, settings.port))
+        self.restore_folder = BackupFolderPage(controller)
+        self.restore_key = BackupKeyPage(controller, self.restore_folder)
+        self.restore = RestorePage(controller, self.restore_folder, self.restore_key)
         for name, page in (("account", self.account), ("recovery_key", self.recovery_key),
                            ("recovery_check", self.recovery_check), ("folders", self.folders),
-                           ("ready", self.ready)):
+                           ("ready", self.ready), ("restore_folder", self.restore_folder),
+                           ("restore_key", self.restore_key), ("restore", self.restore)):
             self.setPage(PAGES[name], page)
         self.setMinimumSize(560, 460)
         self._saved = False
 
     def accept(self) -> None:
-        if self._saved:
-            super().accept()
+        if self._saved or self.account.restoring:  # a restored library has its accounts and recovery key
+            if self._saved or self.restore.outcome is not None:
+                super().accept()
             return
         if not self.recovery_check.check.confirmed:
             self.ready.error.setText("Type back three words of your recovery key first: go back to it.")
@@ -244,9 +290,12 @@ class FirstRunWizard(QWizard):
         self.controller.run(save, self._done, self._failed)
 
     def done(self, result: int) -> None:
-        """However it closes, the recovery key's words go with it."""
+        """However it closes, the recovery key's words go with it. Not while a restore runs: it finishes."""
+        if self.restore.running:
+            return
         self.recovery_key.forget()
         self.recovery_check.check.clear()
+        self.restore_key.forget()
         super().done(result)
 
     def _done(self, _: object) -> None:

@@ -413,6 +413,7 @@ def test_screenshot_mode_renders_every_tab_and_the_wizard(tmp_path):
     from gui.window import TABS
 
     expected = [f"admin-{cls.title.lower()}.png" for cls in TABS] + [f"wizard-{i}.png" for i in range(1, 6)]
+    expected += [f"wizard-restore-{i}.png" for i in range(1, 4)]
     for name in expected:
         assert (out / name).stat().st_size > 5_000, name
 

@@ -1,4 +1,5 @@
-"""Dashboard: is Vault serving, where, who is watching, what is being imported, how much disk it uses."""
+"""Dashboard: is Vault serving, where, who is watching, what is being imported, how much disk it uses, and
+when the last good backup was made."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from gui.backups import backup_line
 from gui.controller import Status, VaultController
 from gui.qr import phone_url, qr_pixmap
 from gui.tabs import Tab, make_table, size
 from gui.tray import choose_and_import, gallery_url, open_url
+from vaultserver.runtime import BackupState
 
+WARNING = "color: #b45309; font-weight: 600"
 STAGES = {"queued": "Waiting", "processing": "Converting", "done": "Added",
           "duplicate": "Already in the library", "failed": "Failed (moved to the failed folder)",
           "gone": "File disappeared"}
@@ -37,6 +41,9 @@ class DashboardTab(Tab):
         self._qr_url: str | None = None
         self.viewers = QLabel()
         self.disk = QLabel()
+        self.backup = QLabel()
+        self.backup.setWordWrap(True)
+        self.backup.setAccessibleName("Backup")
         self.queue_summary = QLabel()
         self.queue = make_table(["File", "Status", "Progress"])
         self.queue.setAccessibleName("queue")
@@ -52,6 +59,7 @@ class DashboardTab(Tab):
         facts.addRow("Open on a phone", self.urls)
         facts.addRow("Viewers", self.viewers)
         facts.addRow("Library", self.disk)
+        facts.addRow("Backup", self.backup)
         buttons = QHBoxLayout()
         for button in (self.gallery, add, self.pause, self.server):
             buttons.addWidget(button)
@@ -68,10 +76,16 @@ class DashboardTab(Tab):
         layout.addWidget(self.notice)
         controller.status_changed.connect(self.show_status)
         controller.message.connect(self.say)
+        controller.backup_changed.connect(self.show_backup)
         self.show_status(controller.status)
 
+    def show_backup(self, state: BackupState) -> None:
+        self.backup.setText(backup_line(state))
+        self.backup.setStyleSheet(WARNING if state.warning else "")
+
     def show_status(self, status: Status) -> None:
-        self.state.setText(status.summary)
+        self.state.setText(status.state_line)
+        self.show_backup(self.controller.backup_state())  # in memory; and "3 days ago" ages as time passes
         self.urls.setText("<br>".join(status.urls) or "Not serving")
         url = phone_url(status.urls)
         if url != self._qr_url:

@@ -1,14 +1,26 @@
-"""Storage: where Vault keeps things (with buttons to open them), how much it uses, and import settings."""
+"""Storage: where Vault keeps things (with buttons to open them), how much it uses, import settings, and
+backups (their own group, `gui.tabs.backups`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from gui.controller import Status, VaultController
 from gui.settings_form import SettingsForm
 from gui.tabs import Tab, size
+from gui.tabs.backups import BACKUP_SETTINGS, BackupsBox
 from gui.tray import open_folder
 
 
@@ -35,19 +47,34 @@ class StorageTab(Tab):
         folders_box = QGroupBox("Folders")
         folders_box.setLayout(self.folders)
         self.usage = QLabel()
-        self.form = SettingsForm(controller, "storage")
+        self.form = SettingsForm(controller, "storage", leave_out=BACKUP_SETTINGS)
         import_box = QGroupBox("Importing")
         QVBoxLayout(import_box).addWidget(self.form)
-        layout = QVBoxLayout(self)
+        self.backups = BackupsBox(controller)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addWidget(folders_box)
         layout.addWidget(self.usage)
+        layout.addWidget(self.backups)
         layout.addWidget(import_box)
         layout.addWidget(self.notice)
         layout.addStretch(1)
+        scroll = QScrollArea()  # more than a small window holds: it scrolls rather than growing the window
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
         self._paths = paths
         self._show_folders()
         controller.settings_changed.connect(lambda _settings: self._show_folders())
         controller.status_changed.connect(self._show_usage)
+
+    def refresh(self) -> None:
+        """Whether there is a recovery key yet: without one, Back Up Now waits for it."""
+        self.load(self.controller.services.keys.status,
+                  lambda status: self.backups.show_key_status(status.recovery_fingerprint is not None))
 
     def _show_folders(self) -> None:
         while self.folders.rowCount():
