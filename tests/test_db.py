@@ -11,7 +11,7 @@ from sqlmodel import SQLModel
 
 from vaultserver.config import AppPaths, Settings, save_settings
 from vaultserver.db import Database
-from vaultserver.db.engine import alembic_config
+from vaultserver.db.engine import SCHEMA_HEAD, alembic_config
 
 
 def test_migrations_build_exactly_the_models_schema(services):
@@ -19,6 +19,11 @@ def test_migrations_build_exactly_the_models_schema(services):
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == [], "models changed without a migration: run alembic revision --autogenerate"
     assert services.db.current_revision() == services.db.head_revision()
+
+
+def test_the_schema_head_an_open_compares_with_is_alembics_head(services):
+    """Opening skips alembic when the stored revision is SCHEMA_HEAD: a new migration must move it."""
+    assert SCHEMA_HEAD == services.db.head_revision() == services.db.stored_revision()
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(services):
