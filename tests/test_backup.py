@@ -25,6 +25,7 @@ from tests.conftest import make_paths, wait_for
 from tests.support import plaintext_findings
 from vaultserver.backup import source
 from vaultserver.backup.layout import DATABASE, PARTIAL_PREFIX, BackupFolder, snapshot_stamp
+from vaultserver.backup.restore import restore
 from vaultserver.backup.retention import snapshots_to_prune
 from vaultserver.backup.verify import verify_files
 from vaultserver.backup.writer import back_up
@@ -157,7 +158,7 @@ def test_a_second_backup_copies_only_the_new_item_and_reports_progress_as_json(v
 
 
 def test_while_a_backup_runs_a_second_is_refused_and_killing_it_leaves_the_previous_snapshot_whole(
-        vault, tmp_path):
+        vault, seed, tmp_path):
     target = tmp_path / "backup"
     previous = back_up(vault, target)
     photo = next(i.id for i in vault.library.all_items() if i.type == "image")
@@ -183,6 +184,8 @@ def test_while_a_backup_runs_a_second_is_refused_and_killing_it_leaves_the_previ
     assert [p.name for p in folder.complete_snapshots()] == [previous.snapshot]
     assert list(folder.snapshots.glob(f"{PARTIAL_PREFIX}*"))
     assert verify_files(target).ok
+    restored = restore(target, AppPaths(tmp_path / "restored").ensure(), seed.phrase)
+    assert (restored.snapshot, restored.items, restored.problems) == (previous.snapshot, previous.items, ())
 
     rerun = back_up(vault, target)
     assert rerun.items == previous.items + 1500
