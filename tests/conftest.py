@@ -97,13 +97,13 @@ def ffmpeg_bin() -> str:
     return find_ffmpeg()
 
 
-def wait_for(condition, timeout=60.0):
+def wait_for(condition, timeout=60.0, interval=0.1):
     """Poll `condition` until it returns something truthy (and return that), or fail after `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result := condition():
             return result
-        time.sleep(0.1)
+        time.sleep(interval)
     raise AssertionError("condition not met in time")
 
 

@@ -1,5 +1,6 @@
-"""What tests share: HLS played with ffmpeg like a player would, a scan for plaintext, API clients, and the
-first-run wizard's recovery-key pages walked as an owner who kept the words.
+"""What tests share: HLS played with ffmpeg like a player would, a scan for plaintext, API clients, the
+first-run wizard's recovery-key pages walked as an owner who kept the words, and a data folder ready to be
+backed up.
 
 `ApiClient` talks HTTPS to a real server; `AppClient` is the same client driving the real Quart app in this
 process from any peer address, for rules that need no TLS, streaming or player (most of them).
@@ -10,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import re
+import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,11 @@ from quart import Quart
 from quart.testing import QuartClient
 
 from vaultserver import hls
+from vaultserver.config import AppPaths
+from vaultserver.crypto.tls import ensure_certificate
 from vaultserver.https_client import HttpsClient, Reply
-from vaultserver.services import Services
+from vaultserver.pipeline import Pipeline
+from vaultserver.services import Services, open_services
 from vaultserver.services.library import HLS_DIR, MASTER_PLAYLIST
 
 # Leading bytes of every media format Vault might write in the clear by mistake.
@@ -178,3 +184,37 @@ def keep_the_recovery_key(qtbot: Any, wizard: Any) -> list[str]:
         entry.setText(words[position - 1])
     wizard.next()
     return words
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A data folder made once and copied by each test that backs it up: converted media, accounts, a
+    recovery key (`phrase`) and a certificate authority."""
+
+    root: Path
+    phrase: str
+
+    def open_copy(self, root: Path) -> Services:
+        """A copy of the seed at `root`, opened: each test may change its own freely."""
+        shutil.copytree(self.root, root)
+        return open_services(AppPaths(root))
+
+
+def seed_data_folder(paths: AppPaths, sources: Sequence[tuple[Path, str]],
+                     accounts: Sequence[tuple[str, str, str]] = ()) -> Seed:
+    """Convert `sources` (file, name in the import folder) into `paths`' library, add `accounts`
+    (name, password, role), make a recovery key and the certificate authority."""
+    services = open_services(paths)
+    try:
+        for name, password, role in accounts:
+            services.users.create(name, password, role)
+        imports = services.settings.current.import_path(paths)
+        imports.mkdir(parents=True, exist_ok=True)
+        for source, name in sources:
+            shutil.copyfile(source, imports / name)
+        assert Pipeline(services).process_once(timeout=300), "the pipeline did not finish in time"
+        phrase = services.keys.new_recovery_key(actor="test")
+    finally:
+        services.close()
+    ensure_certificate(paths)
+    return Seed(paths.root, phrase)

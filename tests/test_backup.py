@@ -15,14 +15,13 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_paths, wait_for
-from tests.support import plaintext_findings
+from tests.support import Seed, plaintext_findings, seed_data_folder
 from vaultserver.backup import source
 from vaultserver.backup.layout import DATABASE, PARTIAL_PREFIX, BackupFolder, snapshot_stamp
 from vaultserver.backup.restore import restore
@@ -31,40 +30,21 @@ from vaultserver.backup.verify import verify_files
 from vaultserver.backup.writer import back_up
 from vaultserver.config import AppPaths
 from vaultserver.crypto.keystore import KeyRing
-from vaultserver.crypto.tls import ensure_certificate
 from vaultserver.errors import ConfigurationError, ValidationError, VaultError
-from vaultserver.pipeline import Pipeline
-from vaultserver.services import Services, open_services
-
-
-@dataclass(frozen=True)
-class Seed:
-    root: Path  # a data folder with a photo and a 2 s video, a recovery key and a certificate authority
-    phrase: str
+from vaultserver.services import Services
 
 
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory: pytest.TempPathFactory, media) -> Seed:
+    """A photo and a 2 s video, a recovery key and a certificate authority."""
     paths = make_paths(tmp_path_factory.mktemp("backup-seed"))
-    services = open_services(paths)
-    try:
-        imports = services.settings.current.import_path(paths)
-        media.copy_into(media.image("backup.jpg", size=(800, 600)), imports)
-        media.copy_into(media.video(seconds=2, size="320x240"), imports, "clip.mp4")
-        assert Pipeline(services).process_once(timeout=300)
-        phrase = services.keys.new_recovery_key(actor="test")
-    finally:
-        services.close()
-    ensure_certificate(paths)
-    return Seed(paths.root, phrase)
+    return seed_data_folder(paths, [(media.image("backup.jpg", size=(800, 600)), "backup.jpg"),
+                                    (media.video(seconds=2, size="320x240"), "clip.mp4")])
 
 
 @pytest.fixture
 def vault(seed: Seed, tmp_path: Path) -> Iterator[Services]:
-    """A copy of the seed data folder of this test's own, opened."""
-    root = tmp_path / "vault"
-    shutil.copytree(seed.root, root)
-    services = open_services(AppPaths(root))
+    services = seed.open_copy(tmp_path / "vault")
     yield services
     services.close()
 

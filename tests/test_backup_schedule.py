@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for
 from vaultserver.background import BACKGROUND_NICE, lower_priority
 from vaultserver.backup.schedule import BackupSchedule, backup_command
 from vaultserver.backup.status import failure_reason, missing_reason
@@ -66,15 +67,6 @@ print("Copied 3 files", flush=True)
 say(result=dict(target=target, snapshot="20250101T000000Z", items=3, files_copied=3, bytes_copied=300,
                 files_total=3, bytes_total=300, seconds=0.2))
 '''
-
-
-def wait_for(condition, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def alive(pid: int) -> bool:

@@ -7,9 +7,7 @@ All on real parts: a small library converted by the real pipeline, real backups 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,49 +27,30 @@ from gui.tray import TrayMenu  # noqa: E402
 from gui.window import AdminWindow  # noqa: E402
 from gui.wizard import PAGES  # noqa: E402
 from tests.conftest import OWNER, OWNER_PASSWORD, VIEWER, make_paths  # noqa: E402
+from tests.support import Seed, seed_data_folder  # noqa: E402
 from vaultserver.backup.layout import BackupFolder  # noqa: E402
 from vaultserver.backup.writer import back_up  # noqa: E402
 from vaultserver.config import AppPaths  # noqa: E402
 from vaultserver.crypto.recovery import new_phrase  # noqa: E402
-from vaultserver.crypto.tls import ensure_certificate  # noqa: E402
 from vaultserver.db.models import AccessLog, utcnow  # noqa: E402
-from vaultserver.pipeline import Pipeline  # noqa: E402
 from vaultserver.runtime import BackupState  # noqa: E402
-from vaultserver.services import Services, open_services  # noqa: E402
+from vaultserver.services import Services  # noqa: E402
 
 PHOTOS = ("beach.jpg", "garden.jpg")
 
 
-@dataclass(frozen=True)
-class Seed:
-    root: Path  # a data folder: two photos, an owner and a viewer, a recovery key, a certificate authority
-    phrase: str
-
-
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory: pytest.TempPathFactory, media) -> Seed:
+    """Two photos, an owner and a viewer, a recovery key and a certificate authority."""
     paths = make_paths(tmp_path_factory.mktemp("gui-backup-seed"))
-    services = open_services(paths)
-    try:
-        services.users.create(OWNER, OWNER_PASSWORD, "admin")
-        services.users.create(VIEWER, "View3r!pass", "viewer")
-        imports = services.settings.current.import_path(paths)
-        for number, name in enumerate(PHOTOS):
-            media.copy_into(media.image(name, size=(400 + number, 300)), imports)
-        assert Pipeline(services).process_once(timeout=300)
-        phrase = services.keys.new_recovery_key(actor="test")
-    finally:
-        services.close()
-    ensure_certificate(paths)
-    return Seed(paths.root, phrase)
+    photos = [(media.image(name, size=(400 + number, 300)), name) for number, name in enumerate(PHOTOS)]
+    accounts = [(OWNER, OWNER_PASSWORD, "admin"), (VIEWER, "View3r!pass", "viewer")]
+    return seed_data_folder(paths, photos, accounts)
 
 
 @pytest.fixture
 def vault(seed: Seed, tmp_path: Path) -> Iterator[Services]:
-    """A copy of the seed data folder of this test's own, opened."""
-    root = tmp_path / "old-mac" / "vault"
-    shutil.copytree(seed.root, root)
-    services = open_services(AppPaths(root))
+    services = seed.open_copy(tmp_path / "old-mac" / "vault")
     yield services
     services.close()
 

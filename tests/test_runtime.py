@@ -7,16 +7,8 @@ import time
 
 import pytest
 
+from tests.conftest import wait_for
 from vaultserver.runtime import VaultRuntime
-
-
-def wait_for(condition, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
