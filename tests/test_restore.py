@@ -35,6 +35,7 @@ from vaultserver.errors import IntegrityError, ValidationError
 from vaultserver.pipeline import Pipeline
 from vaultserver.services import Services, open_services
 from vaultserver.services.library import HLS_DIR, POSTER_FILE, THUMB_FILE
+from vaultserver.services.library_check import check_item, check_items
 
 
 def write_backup(services: Services, target: Path) -> str:
@@ -172,7 +173,7 @@ def test_a_new_folder_restored_with_the_phrase_lists_and_exports_exactly_the_lib
         assert restored.sessions.list() == []  # the old Mac's devices sign in again
         audited = restored.audit.recent(event="restored_from_backup")
         assert len(audited) == 1 and audited[0].details["snapshot"] in done.stdout
-        assert restored.library.check_all() == []
+        assert check_items(new.library, restored.library.all_items(), restored.keys) == []
     finally:
         restored.close()
     # The restored CA issues this Mac's certificate: devices that trusted it keep trusting Vault.
@@ -263,17 +264,17 @@ def test_the_deep_check_names_a_damaged_library_file_and_a_restore_of_it_leaves_
 
 
 def test_the_item_check_finds_a_flipped_byte_in_a_segment_and_in_a_sealed_file(source: Source) -> None:
-    library = source.services.library
+    services, root = source.services, source.paths.library
     video, photo = source.item("video"), source.item("image")
-    assert library.check_item(video.id) == library.check_item(photo.id) == []
+    assert check_item(root, video, services.keys) == check_item(root, photo, services.keys) == []
 
     segment = sorted((source.paths.library / video.id / HLS_DIR).rglob("seg_*.ts"))[0]
     # CBC authenticates nothing: a flipped ciphertext byte flips the same byte one block on. Aimed at the
     # sync byte of the fourth packet, the damage is one the framing check must see.
     with flipped(segment, 3 * 188 - 16):
-        problems = library.check_item(video.id)
+        problems = check_item(root, video, services.keys)
     assert len(problems) == 1 and segment.name in problems[0] and video.id in problems[0]
     with flipped(source.paths.library / photo.id / THUMB_FILE, 60):
-        problems = library.check_item(photo.id)
+        problems = check_item(root, photo, services.keys)
     assert len(problems) == 1 and THUMB_FILE in problems[0] and "does not decrypt" in problems[0]
-    assert library.check_all() == []
+    assert check_items(root, services.library.all_items(), services.keys) == []

@@ -33,6 +33,7 @@ from vaultserver.errors import ConfigurationError, ValidationError
 from vaultserver.progress import Progress, ProgressListener, ignore_progress
 from vaultserver.services import open_services
 from vaultserver.services.audit import AuditEvent
+from vaultserver.services.library_check import check_items
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def _open_restored(paths: AppPaths, opened: OpenedSnapshot, files: int, size: in
         services.audit.record(AuditEvent("restored_from_backup", details={
             "target": str(opened.folder.root), "snapshot": opened.name, "items": opened.manifest.items,
             "files": files, "bytes": size, "sessions_ended": ended}))
-        problems = services.library.check_all(progress)
+        problems = check_items(paths.library, services.library.all_items(), services.keys, progress)
     finally:
         services.close()
     if problems:

@@ -32,7 +32,6 @@ from vaultserver.db import Database
 from vaultserver.db.models import MediaFile, PlaybackPosition, is_id, utcnow
 from vaultserver.errors import NotFoundError, ValidationError
 from vaultserver.ffmpeg import ffmpeg, remux_ts_to_mp4
-from vaultserver.progress import ProgressListener, ignore_progress
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.keys import KeyService, NewDataKey
 from vaultserver.services.queue import QueueService
@@ -375,17 +374,6 @@ class LibraryService:
                 data = self.segment_path(media_id, f"{rung}/{seg.uri}").read_bytes()
                 yield hls.decrypt_segment(key, seg.iv, data) if key and seg.iv else data
         remux_ts_to_mp4(ffmpeg(), decrypted(), sum(seg.duration for seg in segs), dest)
-
-    def check_item(self, media_id: str) -> builtins.list[str]:
-        """Proof that every file of an item decrypts (services.library_check); problems, empty when sound."""
-        from vaultserver.services import library_check  # it builds on this module's names
-
-        return library_check.check_item(self._paths.library, self.get(media_id), self._keys)
-
-    def check_all(self, progress: ProgressListener = ignore_progress) -> builtins.list[str]:
-        from vaultserver.services import library_check
-
-        return library_check.check_items(self._paths.library, self.all_items(), self._keys, progress)
 
     def segment_path(self, media_id: str, name: str) -> Path:
         """An HLS segment (already AES-128 encrypted; served as is). `name` is "<rung>/seg_NNNNN.ts"."""
