@@ -51,11 +51,12 @@ def test_self_check_passes_from_a_checkout_without_touching_the_owners_data(tmp_
     lines = result.stdout.splitlines()
     checks = lines[1:-1]
     names = [line.split()[1] for line in checks]
-    assert names == ["modules", "ffmpeg", "data", "https", "web", "photo", "video", "sign-in", "stop"]
+    assert names == ["modules", "ffmpeg", "data", "https", "web", "photo", "video", "sign-in", "backup",
+                     "stop"]
     assert all(line.startswith("✓ ") for line in checks), result.stdout
     assert "file key store" in result.stdout and "certificate verified" in result.stdout
     assert "modules of vaultserver imported" in result.stdout
-    assert lines[-1].startswith("Self-check passed: 9 checks in ")
+    assert lines[-1].startswith("Self-check passed: 10 checks in ")
     assert not (tmp_path / "owner-data").exists()
     assert list((tmp_path / "home").iterdir()) == []
 
@@ -258,8 +259,9 @@ def test_the_frozen_app_builds_lean_and_passes_its_self_check(frozen_app, tmp_pa
     assert runs["self-check"].returncode == 0, stdout + stderr
     lines = stdout.splitlines()
     assert lines[0].startswith("Vault self-check (frozen app, ")
-    assert all(line.startswith("✓ ") for line in lines[1:-1]) and len(lines[1:-1]) == 10, stdout
-    assert lines[-1].startswith("Self-check passed: 10 checks in ")
+    assert all(line.startswith("✓ ") for line in lines[1:-1]) and len(lines[1:-1]) == 11, stdout
+    assert any(line.startswith("✓ backup") and "made in the background" in line for line in lines), stdout
+    assert lines[-1].startswith("Self-check passed: 11 checks in ")
     ffmpeg_line = next(line for line in lines if line.startswith("✓ ffmpeg"))
     assert f" at {app.resolve()}" in ffmpeg_line or f" at {app}" in ffmpeg_line  # the bundled one
     assert not (checking / "owner-data").exists()

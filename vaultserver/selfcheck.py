@@ -134,7 +134,7 @@ class Trial:
     def checks(self) -> list[Check]:
         return [("data folder", self.open_data_folder), ("https", self.start_server),
                 ("web gallery", self.fetch_gallery), ("photo", self.ingest_photo),
-                ("video", self.ingest_video), ("sign-in", self.read_back)]
+                ("video", self.ingest_video), ("sign-in", self.read_back), ("backup", self.back_up)]
 
     def open_data_folder(self) -> str:
         from vaultserver.config import AppPaths
@@ -240,6 +240,31 @@ class Trial:
         if status != 200 or not playlist.startswith(b"#EXTM3U"):
             raise CheckFailed(f"the video's playlist came back as {status}: {playlist[:80]!r}")
         return "signed in; the library lists both; the photo (WebP) and the video's HLS playlist read back"
+
+    def back_up(self) -> str:
+        """A recovery key, then a backup the way the app makes one (the runtime's background child: in the
+        packaged app, the app's own executable), then every item decrypted from it with the phrase."""
+        from vaultserver.backup.deep_check import check_backup_items
+
+        services, runtime = self.opened, self.runtime
+        if runtime is None:
+            raise CheckFailed("Vault is not running")
+        phrase = services.keys.new_recovery_key("self-check")
+        target = self.root / "backup"
+        target.mkdir()  # as the owner picks it: a folder that is missing is a disk not plugged in, waited for
+        services.settings.update(backup_dir=str(target))
+        runtime.back_up_now()
+        deadline = time.monotonic() + self.timeout
+        while (state := runtime.backup_state()).last_success_at is None:
+            if state.last_error or state.waiting_reason:
+                raise CheckFailed(f"the backup failed: {state.last_error or state.waiting_reason}")
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"no backup finished within {self.timeout:.0f} s")
+            time.sleep(0.1)
+        problems = check_backup_items(target, phrase, state.last_snapshot)
+        if problems:
+            raise CheckFailed(f"the backup does not decrypt: {problems[0]}")
+        return f"recovery key made; backup {state.last_snapshot} made in the background; every item decrypts"
 
     def close(self) -> str:
         started = self.runtime is not None and self.runtime.running
