@@ -182,6 +182,23 @@ def test_cancelling_a_silent_transcode_stops_it_at_once(media, ffmpeg_bin, tmp_p
     assert_all_stopped(fake_processes(tmp_path))
 
 
+def test_conversion_runs_at_background_priority_and_everything_it_starts_does_too(media, ffmpeg_bin,
+                                                                                   tmp_path):
+    cancel = threading.Event()
+    seen: list[list[int]] = []
+
+    def look_then_cancel() -> None:
+        pids = fake_processes(tmp_path)
+        seen.append([os.getpriority(os.PRIO_PROCESS, pid) for pid in pids])
+        cancel.set()
+    threading.Thread(target=look_then_cancel, daemon=True).start()
+    with pytest.raises(InterruptedError):
+        run_fake_transcode(media, ffmpeg_bin, tmp_path, "stalls", FfmpegLimits(stall_seconds=60.0),
+                           cancel=cancel)
+    assert seen == [[19, 19]]  # ffmpeg itself, and the child it started
+    assert os.getpriority(os.PRIO_PROCESS, 0) < 19  # Vault's own process keeps its priority
+
+
 def test_a_hung_conversion_fails_the_attempt_cleanly_and_the_job_waits_to_retry(
         media, ffmpeg_bin, services, imports, tmp_path):
     source = media.copy_into(media.video(seconds=1, size="320x240"), imports, "stuck.mp4")

@@ -4,7 +4,8 @@ Every run that reads a file Vault did not write opens it through `untrusted_inpu
 containers, only the local file itself. Playlists (HLS, concat, SDP...) and network protocols would let one
 dropped file make ffmpeg read other files or wait on the network. Every run is bounded in time: it starts in
 its own session so that a run past its bound (or cancelled) is stopped with everything it started, by
-SIGTERM, a short grace, then SIGKILL to the whole process group.
+SIGTERM, a short grace, then SIGKILL to the whole process group. Conversion runs at the OS's background
+priority (`start(background=True)`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from vaultserver.background import lower_priority
 from vaultserver.errors import ConfigurationError, VaultError
 
 log = logging.getLogger(__name__)
@@ -119,9 +121,13 @@ class FfmpegTimeout(VaultError):
     """An ffmpeg run passed its time bound or stopped making progress, and was stopped."""
 
 
-def start(cmd: list[str], **popen_args) -> subprocess.Popen:
-    """Start ffmpeg as the leader of a new session, so `stop_group()` reaches everything it started."""
-    return subprocess.Popen(cmd, start_new_session=True, **popen_args)
+def start(cmd: list[str], *, background: bool, **popen_args) -> subprocess.Popen:
+    """Start ffmpeg as the leader of a new session, so `stop_group()` reaches everything it started.
+
+    `background`: conversion, which can wait, runs at the OS's background priority (background.py), so
+    the people watching and browsing get the CPU first; work someone is waiting for (an export) does not."""
+    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=lower_priority if background else None,
+                            **popen_args)
 
 
 def stop_group(proc: subprocess.Popen, grace: float) -> None:
@@ -144,9 +150,10 @@ def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
 
 
 def run_bounded(cmd: list[str], seconds: float, grace: float, what: str) -> subprocess.CompletedProcess[str]:
-    """Run to completion and capture its output as text; FfmpegTimeout (group stopped) after `seconds`."""
-    proc = start(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                 errors="replace")
+    """Run a conversion step (in the background) to completion and capture its output as text;
+    FfmpegTimeout (group stopped) after `seconds`."""
+    proc = start(cmd, background=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True, errors="replace")
     try:
         out, err = proc.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
@@ -203,7 +210,8 @@ def remux_ts_to_mp4(binary: str, chunks: Iterable[bytes], seconds: float, dest: 
     cmd = [binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "mpegts",
            "-format_whitelist", "mpegts", "-protocol_whitelist", "pipe", "-i", "pipe:0",
            "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(dest)]
-    proc = start(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start(cmd, background=False, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE)
     stdin, stderr = proc.stdin, proc.stderr
     assert stdin is not None and stderr is not None  # both asked for as pipes
     watchdog = Watchdog(proc, limits.transcode_seconds(seconds), limits.grace_seconds)

@@ -203,8 +203,8 @@ def transcode(ffmpeg: str, source: Path, out_dir: Path, key_info: Path, info: Pr
     }
     log.debug("ffmpeg: %s", " ".join(cmd))
     try:
-        proc = start(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                     pass_fds=tuple(child_fds.values()))
+        proc = start(cmd, background=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE, pass_fds=tuple(child_fds.values()))
     finally:
         for fd in child_fds.values():
             os.close(fd)
