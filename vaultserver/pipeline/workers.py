@@ -273,6 +273,8 @@ class WorkerPool:
                 raise LeaseLost("Stopped: the job went to another worker") from None
             services.queue.put_back(job.id, token=token)  # a shutdown is not the file's fault: no attempt
             return
+        except LeaseLost:
+            raise  # the job is another worker's now: nothing of this attempt is recorded
         except Exception as exc:
             if is_disk_full(exc):
                 raise  # not the file's fault: the job waits for space (see _run)
