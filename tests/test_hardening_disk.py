@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from tests.conftest import wait_for
 from vaultserver import cli
-from vaultserver.pipeline import Pipeline, ingest, workers
+from vaultserver.pipeline import Pipeline, import_files, ingest
 from vaultserver.pipeline.diskspace import SPACE_MARGIN, WAITING_STAGE, DiskSpaceError
 from vaultserver.pipeline.watcher import ImportWatcher
 from vaultserver.pipeline.workers import SIDECAR_SUFFIX, WorkerPool
@@ -139,7 +139,7 @@ def test_a_disk_full_while_quarantining_leaves_no_partial_copy_in_failed_and_pau
         services, imports, monkeypatch):
     source = imports / "broken.mp4"
     source.write_bytes(b"not a video at all " * 50_000)
-    real_replace, real_copy, failed = workers.os.replace, shutil.copy2, services.paths.failed
+    real_replace, real_copy, failed = import_files.os.replace, shutil.copy2, services.paths.failed
 
     def cross_device(src, dst):
         if Path(dst).parent == failed:
@@ -149,8 +149,8 @@ def test_a_disk_full_while_quarantining_leaves_no_partial_copy_in_failed_and_pau
     def copy_half_then_fail(src, dst, **_kwargs):
         Path(dst).write_bytes(Path(src).read_bytes()[:1000])
         enospc()
-    monkeypatch.setattr(workers.os, "replace", cross_device)
-    monkeypatch.setattr(workers.shutil, "copy2", copy_half_then_fail)
+    monkeypatch.setattr(import_files.os, "replace", cross_device)
+    monkeypatch.setattr(import_files.shutil, "copy2", copy_half_then_fail)
     disk = Disk(free=100 * GB)
 
     with pytest.raises(DiskSpaceError):
@@ -159,7 +159,7 @@ def test_a_disk_full_while_quarantining_leaves_no_partial_copy_in_failed_and_pau
     assert_waiting_for_space(only_job(services))
     assert list(failed.iterdir()) == []
     assert source.stat().st_size == len(b"not a video at all ") * 50_000
-    monkeypatch.setattr(workers.shutil, "copy2", real_copy)
+    monkeypatch.setattr(import_files.shutil, "copy2", real_copy)
     disk.free += SPACE_MARGIN
     assert Pipeline(services, disk_usage=disk).process_once(timeout=60)
     job = only_job(services)

@@ -74,8 +74,8 @@ def test_a_job_with_attempts_left_after_a_crash_is_run_again(media, imports, ser
 
 def test_a_job_stopped_by_a_shutdown_keeps_its_attempt(services):
     job_id = services.queue.enqueue(services.paths.root / "x.jpg", services.paths.root, 1, 0.0)
-    services.queue.claim()
-    services.queue.put_back(job_id)
+    lease = services.queue.claim().lease
+    services.queue.put_back(job_id, token=lease.token)
     job = services.queue.get(job_id)
     assert (job.status, job.attempts) == ("queued", 0)
     assert services.queue.claim(1).id == job_id

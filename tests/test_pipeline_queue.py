@@ -60,8 +60,8 @@ def test_a_file_already_waiting_is_not_queued_twice(media, imports, services):
 
 def test_the_commit_marks_the_job_done_and_audits_the_add_in_one_transaction(services):
     job_id = services.queue.enqueue(services.paths.root / "x.jpg", services.paths.root, 21, 0.0)
-    services.queue.claim()
-    item = services.library.commit(staged_photo(services), job_id)
+    lease = services.queue.claim().lease
+    item = services.library.commit(staged_photo(services), lease)
     job = services.queue.get(job_id)
     assert (job.status, job.stage, job.progress) == ("done", "done", 1.0)
     assert (job.media_id, job.error) == (item.id, None)
@@ -71,11 +71,11 @@ def test_the_commit_marks_the_job_done_and_audits_the_add_in_one_transaction(ser
 
 def test_a_failed_commit_leaves_no_item_no_audit_entry_and_the_job_still_running(services, monkeypatch):
     job_id = services.queue.enqueue(services.paths.root / "x.jpg", services.paths.root, 21, 0.0)
-    services.queue.claim()
+    lease = services.queue.claim().lease
     monkeypatch.setattr(services.keys, "add_wrapped", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
     staged = staged_photo(services)
     with pytest.raises(OSError):
-        services.library.commit(staged, job_id)
+        services.library.commit(staged, lease)
     assert services.queue.get(job_id).status == "processing"
     assert services.audit.recent(event="media_added") == [] and services.library.all_items() == []
     assert not services.library.item_dir(staged.media_id).exists()
@@ -83,9 +83,10 @@ def test_a_failed_commit_leaves_no_item_no_audit_entry_and_the_job_still_running
 
 def test_only_the_commit_can_mark_a_job_done(services):
     job_id = services.queue.enqueue(services.paths.root / "x.jpg", services.paths.root, 1, 0.0)
+    lease = services.queue.claim().lease
     with pytest.raises(ValueError):
-        services.queue.finish(job_id, "done")
-    assert services.queue.get(job_id).status == "queued"
+        services.queue.finish(job_id, "done", token=lease.token)
+    assert services.queue.get(job_id).status == "processing"
 
 
 def test_adding_and_deleting_are_audited_by_the_library(media, imports, run_pipeline, services):

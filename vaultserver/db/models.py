@@ -168,6 +168,11 @@ class ProcessingJob(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The lease of a job being converted: who holds it, the secret its writes must show, and when it
+    # lapses unless renewed. Empty while the job waits or once it ended.
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_token: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = None
 
 
 class PlaybackPosition(SQLModel, table=True):

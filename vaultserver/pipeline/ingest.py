@@ -39,6 +39,7 @@ from vaultserver.services.library import (
     MediaItem,
     StagedItem,
 )
+from vaultserver.services.queue import Lease
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +83,20 @@ class Ingestor:
         self._ffmpeg = ffmpeg
         self._limits = limits
 
-    def ingest(self, job_id: str, source: Path, original_name: str, sha256: str, progress: Progress,
+    def ingest(self, lease: Lease, source: Path, original_name: str, sha256: str, progress: Progress,
                cancel: threading.Event | None = None) -> MediaItem:
+        """Convert and commit under `lease`; LeaseLost (nothing committed, outputs gone) if it was lost."""
         original = Original(source, original_name, sha256, source.stat().st_size)
-        with self._services.library.staging(job_id) as stage:
+        # Named by the lease, not the job: a worker that lost the job may still be writing its own folder
+        # while the job's next holder works in another.
+        work_name = f"{lease.job_id}.{hashlib.sha256(lease.token.encode()).hexdigest()[:12]}"
+        with self._services.library.staging(work_name) as stage:
             if images.is_image(source):
                 staged = self._image(original, stage, progress)
             else:
-                staged = self._video(job_id, original, stage, progress, cancel)
+                staged = self._video(work_name, original, stage, progress, cancel)
             progress("committing", 0.99)
-            return self._services.library.commit(staged, job_id)
+            return self._services.library.commit(staged, lease)
 
     def _keep_original(self, original: Original, stage: Path, file_key: NewDataKey,
                        progress: Progress) -> bool:
@@ -117,7 +122,7 @@ class Ingestor:
                           animated=result.animated, taken_at=result.taken_at,
                           camera_make=result.camera_make, camera_model=result.camera_model)
 
-    def _video(self, job_id: str, original: Original, stage: Path, progress: Progress,
+    def _video(self, work_name: str, original: Original, stage: Path, progress: Progress,
                cancel: threading.Event | None) -> StagedItem:
         progress("probing", 0.0)
         ffmpeg = self._ffmpeg()
@@ -131,7 +136,7 @@ class Ingestor:
         file_key, hls_key = keys.new_data_key("file"), keys.new_data_key("hls", with_iv=True)
         key_dir = self._services.paths.private / KEY_DIR
         key_dir.mkdir(mode=0o700, exist_ok=True)
-        key_file, key_info = key_dir / f"{job_id}.key", key_dir / f"{job_id}.keyinfo"
+        key_file, key_info = key_dir / f"{work_name}.key", key_dir / f"{work_name}.keyinfo"
         hls_dir = stage / HLS_DIR
         try:
             _write_private(key_file, hls_key.key)

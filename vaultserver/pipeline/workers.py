@@ -6,6 +6,10 @@ Bad input (corrupt, not media) goes to `failed/` unchanged with a sidecar saying
 retried with backoff up to the configured number of attempts, then go to `failed/` too. Only Vault's own
 import folder is emptied into `failed/`: in a folder the owner chose, such files are reported and left.
 
+Each job is worked on under its lease (see `leases.py`), renewed while the work goes on; every write about
+the job shows the lease's token. A worker whose lease was lost stops, discards what it made and leaves the
+job (and its file) to the job's new holder.
+
 A full disk is nobody's file's fault: a job without room (checked before it starts), or one that hits
 ENOSPC or a full database anywhere, goes back in line without using an attempt, and the pool takes no new
 work until space returns. Whatever goes wrong, a job never stays "processing" once its worker let go of it:
@@ -14,11 +18,8 @@ the outcome is written, or the job is put back; a write the database refuses is 
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
-import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -30,15 +31,16 @@ from vaultserver.errors import MediaError
 from vaultserver.ffmpeg import DEFAULT_LIMITS, FfmpegLimits
 from vaultserver.pipeline import diskspace
 from vaultserver.pipeline.diskspace import WAITING_STAGE, DiskRoom, SpaceShortage, is_disk_full
+from vaultserver.pipeline.import_files import SIDECAR_SUFFIX, free_name, move_file, prune_empty_dirs
 from vaultserver.pipeline.ingest import Ingestor, sha256_of
+from vaultserver.pipeline.leases import LeaseKeeper
 from vaultserver.services import Services
 from vaultserver.services.audit import AuditEvent
 from vaultserver.services.library import DuplicateContent
-from vaultserver.services.queue import JobView
+from vaultserver.services.queue import JobView, LeaseLost
 
 log = logging.getLogger(__name__)
 
-SIDECAR_SUFFIX = ".vault-error.json"
 GONE = "The file disappeared before it was processed"
 
 
@@ -54,6 +56,7 @@ class WorkerPool:
         self._shortage: SpaceShortage | None = None
         self._busy = 0  # workers between claiming a job and letting go of it
         self._unwritten: dict[str, Callable[[], None]] = {}  # job id -> queue write the database refused
+        self._keepers: set[LeaseKeeper] = set()  # of the jobs under way: stop() cancels them
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._running = threading.Event()
@@ -87,6 +90,9 @@ class WorkerPool:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self.cancel.set()
+        with self._state:
+            for keeper in self._keepers:
+                keeper.cancel.set()
         self._running.set()
         self._wake()
         for t in self._threads:
@@ -142,11 +148,21 @@ class WorkerPool:
             if not self._stop.is_set():
                 queue.changed.wait(timeout=seconds)
 
-    def _run(self, job: JobView, work: Callable[[JobView], None], refund_attempt: bool) -> None:
-        """Do one job's work; whatever happens, the job does not stay "processing" afterwards."""
+    def _run(self, job: JobView, work: Callable[[JobView, LeaseKeeper], None], refund_attempt: bool) -> None:
+        """Do one job's work under its lease; whatever happens, the job does not stay "processing" with
+        this worker afterwards."""
         error: Exception | None = None
+        keeper = LeaseKeeper(self._services.queue, job.lease)
+        with self._state:
+            self._keepers.add(keeper)
+            if self.cancel.is_set():
+                keeper.cancel.set()
         try:
-            work(job)
+            with keeper:
+                work(job, keeper)
+        except LeaseLost:
+            log.warning("%s was taken over by another worker; this worker's result is discarded",
+                        job.source_path)
         except Exception as exc:  # never let one job kill a worker
             error = exc
             if is_disk_full(exc):
@@ -154,22 +170,29 @@ class WorkerPool:
                 self._pause_for_space(job, shortage, refund_attempt)
             else:
                 log.exception("Unexpected error processing %s", job.source_path)
+        finally:
+            with self._state:
+                self._keepers.discard(keeper)
         self._record(job.id, lambda: self._put_back_if_processing(job, error))
 
     def _put_back_if_processing(self, job: JobView, error: Exception | None) -> None:
         """Its outcome could not be written (the error came while recording it): retry it later, the attempt
-        counted, so an error that repeats ends in failed/ like any other."""
+        counted, so an error that repeats ends in failed/ like any other. Not if it is no longer this
+        worker's job (ended, or taken over)."""
         current = self._services.queue.get(job.id)
-        if current is None or current.status != "processing":
+        if current is None or current.lease is None or current.lease.token != job.lease.token:
             return
         reason = f"{type(error).__name__}: {error}" if error else "The worker let go of it unfinished"
         delay = self._services.settings.current.retry_backoff_seconds * 2 ** max(0, current.attempts - 1)
-        self._services.queue.retry_later(job.id, reason, delay)
+        self._services.queue.retry_later(job.id, reason, delay, token=job.lease.token)
 
     def _record(self, job_id: str, write: Callable[[], None]) -> None:
-        """A queue write for a job; if the database refuses it, keep it and try again before new work."""
+        """A queue write for a job; if the database refuses it, keep it and try again before new work. A
+        write refused because the job is no longer this worker's is dropped: it is the new holder's now."""
         try:
             write()
+        except LeaseLost:
+            log.info("Job %s is no longer this worker's; its state is left to its new holder", job_id)
         except Exception:
             log.exception("Could not record the state of job %s; will try again", job_id)
             with self._state:
@@ -190,7 +213,8 @@ class WorkerPool:
                 self._shortage = shortage
         log.warning("%s: %s; no new work is taken until there is", job.source_path, shortage.message)
         self._record(job.id, lambda: self._services.queue.put_back(
-            job.id, stage=WAITING_STAGE, error=shortage.message, refund_attempt=refund_attempt))
+            job.id, stage=WAITING_STAGE, error=shortage.message, refund_attempt=refund_attempt,
+            token=job.lease.token))
 
     def _still_short_of_space(self) -> bool:
         with self._state:
@@ -213,26 +237,30 @@ class WorkerPool:
             if view:
                 listener(event, view)
 
-    def process(self, job: JobView) -> None:
-        services = self._services
+    def process(self, job: JobView, keeper: LeaseKeeper | None = None) -> None:
+        """Convert one claimed job under its lease (`keeper`: renewing it already, else renewed here)."""
+        if keeper is None:
+            with LeaseKeeper(self._services.queue, job.lease) as keeper:
+                return self.process(job, keeper)
+        services, token = self._services, job.lease.token
         import_root, source = Path(job.import_root), job.source
-        report = lambda stage, fraction: services.queue.report(job.id, stage, fraction)  # noqa: E731
         if not source.is_file():
-            services.queue.finish(job.id, "gone", error=GONE)
+            services.queue.finish(job.id, "gone", error=GONE, token=token)
             return
         if shortage := self.disk.shortage_for(_size_of(source)):
             self._pause_for_space(job, shortage, refund_attempt=True)
             return
         try:
-            report("hashing", 0.0)
+            keeper.report("hashing", 0.0)
             sha256 = sha256_of(source)
-            services.queue.set_hash(job.id, sha256)
+            services.queue.set_hash(job.id, sha256, token=token)
             if existing := services.library.find_by_sha256(sha256):
                 raise DuplicateContent(existing.id)
-            self._ingestor.ingest(job.id, source, job.original_name, sha256, report, self.cancel)
+            self._ingestor.ingest(job.lease, source, job.original_name, sha256, keeper.report, keeper.cancel)
         except DuplicateContent as dup:
+            # Recorded first: a worker that lost the job must not take the file from its new holder.
+            services.queue.finish(job.id, "duplicate", media_id=dup.existing_id, token=token)
             self._remove_original(source, import_root)
-            services.queue.finish(job.id, "duplicate", media_id=dup.existing_id)
             services.audit.record(AuditEvent("ingest_duplicate", resource=job.source_path,
                                              details={"existing_id": dup.existing_id}))
             self._emit("duplicate", job.id)
@@ -241,8 +269,12 @@ class WorkerPool:
             self._quarantine(job, source, import_root, exc.message, exc.details)
             return
         except InterruptedError:
-            services.queue.put_back(job.id)  # a shutdown is not the file's fault: no attempt used
+            if keeper.lost.is_set():
+                raise LeaseLost("Stopped: the job went to another worker") from None
+            services.queue.put_back(job.id, token=token)  # a shutdown is not the file's fault: no attempt
             return
+        except LeaseLost:
+            raise  # the job is another worker's now: nothing of this attempt is recorded
         except Exception as exc:
             if is_disk_full(exc):
                 raise  # not the file's fault: the job waits for space (see _run)
@@ -252,10 +284,10 @@ class WorkerPool:
         self._remove_original(source, import_root)
         self._emit("done", job.id)
 
-    def _give_up(self, job: JobView) -> None:
+    def _give_up(self, job: JobView, keeper: LeaseKeeper) -> None:
         """A job that was under way every time Vault stopped, `max_attempts` times: quarantined, not run."""
         if not job.source.is_file():
-            self._services.queue.finish(job.id, "gone", error=GONE)
+            self._services.queue.finish(job.id, "gone", error=GONE, token=job.lease.token)
             return
         reason = f"Vault stopped {job.attempts} times while converting this file; it is not tried again"
         self._quarantine(job, job.source, Path(job.import_root), reason, {"attempts": job.attempts})
@@ -266,7 +298,7 @@ class WorkerPool:
         if job.attempts < settings.max_attempts:
             delay = settings.retry_backoff_seconds * 2 ** (job.attempts - 1)
             log.warning("Will retry %s in %.0f s: %s", job.source_path, delay, message)
-            self._services.queue.retry_later(job.id, message, delay)
+            self._services.queue.retry_later(job.id, message, delay, token=job.lease.token)
             return
         self._quarantine(job, source, import_root, "Conversion kept failing", {"error": message})
 
@@ -279,6 +311,8 @@ class WorkerPool:
         where it was, so that the job, tried again, still finds it.
         """
         services = self._services
+        if not services.queue.holds(job.id, job.lease.token):  # its file is the new holder's to deal with
+            raise LeaseLost("The job went to another worker", details={"job_id": job.id})
         moved: Path | None = None
         if import_root.resolve() == services.paths.default_imports.resolve():
             moved = services.paths.failed / self._move_to_failed(job, source, import_root, reason, details)
@@ -288,11 +322,11 @@ class WorkerPool:
             where = {"left_in": str(import_root)}
             log.warning("Left %s in %s: %s", job.source_path, import_root, reason)
         try:
-            services.queue.finish(job.id, "failed", error=reason)
+            services.queue.finish(job.id, "failed", error=reason, token=job.lease.token)
         except Exception:
             if moved and moved.is_file() and not source.exists():
                 source.parent.mkdir(parents=True, exist_ok=True)  # its emptied folder may have been pruned
-                _move(moved, source)
+                move_file(moved, source)
                 moved.with_name(moved.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
             raise
         services.audit.record(AuditEvent("ingest_failed", outcome="failed", resource=job.source_path,
@@ -302,34 +336,26 @@ class WorkerPool:
     def _move_to_failed(self, job: JobView, source: Path, import_root: Path, reason: str,
                         details: dict) -> str:
         """The sidecar goes first, so a file in failed/ always says why; neither is left half-written."""
-        dest = _free_name(self._services.paths.failed / source.name)
+        dest = free_name(self._services.paths.failed / source.name)
         sidecar = dest.with_name(dest.name + SIDECAR_SUFFIX)
         try:
             sidecar.write_text(json.dumps({
                 "file": source.name, "from": job.source_path, "reason": reason, "details": details,
                 "attempts": job.attempts, "failed_at": utcnow().isoformat()}, indent=2, default=str))
-            _move(source, dest)
+            move_file(source, dest)
         except OSError as exc:  # the original stays where it was; it is still not lost
             sidecar.unlink(missing_ok=True)
             if is_disk_full(exc):
                 raise
             log.error("Could not move %s to the failed folder: %s", source, exc)
             return dest.name
-        _prune_empty_dirs(source.parent, import_root)
+        prune_empty_dirs(source.parent, import_root)
         return dest.name
 
     @staticmethod
     def _remove_original(source: Path, import_root: Path) -> None:
         source.unlink(missing_ok=True)
-        _prune_empty_dirs(source.parent, import_root)
-
-
-def _free_name(path: Path) -> Path:
-    candidate, n = path, 2
-    while candidate.exists() or candidate.with_name(candidate.name + SIDECAR_SUFFIX).exists():
-        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
-        n += 1
-    return candidate
+        prune_empty_dirs(source.parent, import_root)
 
 
 def _size_of(path: Path) -> int:
@@ -337,36 +363,6 @@ def _size_of(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _move(source: Path, dest: Path) -> None:
-    """Rename where possible; across file systems copy, fsync, then remove the source. A copy that fails
-    (a full disk) is removed: the original is still where it was."""
-    try:
-        os.replace(source, dest)
-        return
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-    try:
-        shutil.copy2(source, dest)
-        with open(dest, "rb") as fh:
-            os.fsync(fh.fileno())
-    except BaseException:
-        dest.unlink(missing_ok=True)
-        raise
-    source.unlink()
-
-
-def _prune_empty_dirs(folder: Path, root: Path) -> None:
-    """Remove subfolders the import left empty, never the import folder itself."""
-    folder, root = folder.resolve(), root.resolve()
-    while folder != root and root in folder.parents:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-        folder = folder.parent
 
 
 def wait_until_idle(services: Services, timeout: float | None = None, poll: float = 0.2,

@@ -34,7 +34,7 @@ from vaultserver.errors import NotFoundError, ValidationError
 from vaultserver.ffmpeg import ffmpeg, remux_ts_to_mp4
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.keys import KeyService, NewDataKey
-from vaultserver.services.queue import QueueService
+from vaultserver.services.queue import Lease, QueueService
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +182,10 @@ class LibraryService:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def commit(self, staged: StagedItem, job_id: str | None = None) -> MediaItem:
+    def commit(self, staged: StagedItem, lease: Lease | None = None) -> MediaItem:
         """Rename the staged folder into place, then commit row + wrapped keys + job done + `media_added`
-        audit entry in one transaction."""
+        audit entry in one transaction. With the `lease` of the job that made it: LeaseLost if that lease
+        is no longer live, and then nothing of the item remains (the job's new holder commits it)."""
         final = self.item_dir(staged.media_id)
         row = MediaFile(id=staged.media_id, media_type=staged.media_type, original_name=staged.original_name,
                         sha256=staged.sha256, size=staged.size, stored_size=_tree_size(staged.staging_dir),
@@ -206,8 +207,8 @@ class LibraryService:
                     session.add(row)
                     session.flush()
                     self._keys.add_wrapped(session, ring, staged.media_id, list(staged.keys))
-                    if job_id:
-                        self._queue.mark_committed(session, job_id, staged.media_id)
+                    if lease:
+                        self._queue.mark_committed(session, lease.job_id, staged.media_id, token=lease.token)
                     self._audit.record_in(session, added)
             except DBIntegrityError:
                 shutil.rmtree(final, ignore_errors=True)

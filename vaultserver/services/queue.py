@@ -2,32 +2,61 @@
 
 This service is the only writer of job rows. A job keeps the absolute path its file was found at and the
 import folder it was found under, so changing the import folder never strands jobs already waiting. Rows
-survive crashes; `recover_interrupted()` puts jobs that were mid-conversion back in line. A job becomes
-"done" only through `mark_committed()`, inside the library's commit transaction. Live progress (percent
-within a stage) is kept in memory and merged into snapshots, so a progress bar does not cost a database
-write per ffmpeg tick.
+survive crashes. A job being converted is leased to one worker: an owner name, a secret token and an
+expiry the worker renews with `heartbeat()`. Every write about a leased job shows its token and is refused
+(`LeaseLost`) once the lease lapsed or passed to another worker, so a job taken over is finished exactly
+once. A lapsed lease puts the job back in line, its attempt counted (a worker that dies with its file is
+that file's fault until proven otherwise). A job becomes "done" only through `mark_committed()`, inside
+the library's commit transaction. Live progress (percent within a stage) is kept in memory and merged into
+snapshots, so a progress bar does not cost a database write per ffmpeg tick.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePath
 from typing import Any
 
-from sqlalchemy import and_, event, or_
+from sqlalchemy import ColumnElement, and_, event, or_, update
 from sqlmodel import Session, col, func, select
 
 from vaultserver.db import Database
 from vaultserver.db.models import ProcessingJob, utcnow
+from vaultserver.errors import VaultError
 
 log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "processing")
 FINISHED = ("done", "duplicate", "failed", "gone")
 UNSUCCESSFUL = ("duplicate", "failed", "gone")  # "done" is only ever written by mark_committed()
+LEASE_SECONDS = 60.0  # a worker renews its lease every third of this; a silent one loses its job after it
+LOCAL_OWNER_PREFIX = "local:"  # workers of the runtime that owns the data folder; others are remote
+
+
+def local_owner() -> str:
+    """The lease owner name of the calling thread as a worker of this process."""
+    return f"{LOCAL_OWNER_PREFIX}{os.getpid()}:{threading.current_thread().name}"
+
+
+class LeaseLost(VaultError):
+    """The job's lease lapsed or went to another worker: this worker's writes and result are refused."""
+
+    code, status = "MEDIA_003", 409
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's hold on one job; `token` is the secret every write about the job must show."""
+
+    job_id: str
+    owner: str
+    token: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -45,13 +74,17 @@ class JobView:
     next_attempt_at: datetime
     created_at: datetime
     finished_at: datetime | None
+    lease: Lease | None = None  # while being converted; never part of `to_dict()` (the token is secret)
 
     @classmethod
     def from_row(cls, row: ProcessingJob, live: tuple[str, float] | None = None) -> JobView:
         stage, progress = live if live and row.status == "processing" else (row.stage, row.progress)
+        lease = None
+        if row.status == "processing" and row.lease_token and row.lease_owner and row.lease_expires_at:
+            lease = Lease(row.id, row.lease_owner, row.lease_token, _aware(row.lease_expires_at))
         return cls(row.id, row.path, row.import_root, row.original_name, row.status, stage, progress,
                    row.attempts, row.error, row.media_id, row.next_attempt_at, row.created_at,
-                   row.finished_at)
+                   row.finished_at, lease)
 
     @property
     def source(self) -> Path:
@@ -68,7 +101,8 @@ class JobView:
     def to_dict(self) -> dict[str, Any]:
         """The admin API's shape: `source_path` relative to the import folder, as it always was."""
         data: dict[str, Any] = {"id": self.id, "source_path": self.source_path}
-        data.update((k, v) for k, v in self.__dict__.items() if k not in ("id", "path", "import_root"))
+        hidden = ("id", "path", "import_root", "lease")
+        data.update((k, v) for k, v in self.__dict__.items() if k not in hidden)
         for name in ("next_attempt_at", "created_at", "finished_at"):
             moment = data[name]
             data[name] = moment.isoformat() if moment else None
@@ -89,11 +123,31 @@ class QueueCounts:
         return self.queued + self.processing
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _lapsed(now: datetime) -> ColumnElement[bool]:
+    """Jobs being converted whose lease lapsed, or that never had one (left by an older version)."""
+    expires = col(ProcessingJob.lease_expires_at)
+    return and_(ProcessingJob.status == "processing", or_(expires.is_(None), expires <= now))
+
+
+def _held(job_id: str, token: str, now: datetime) -> ColumnElement[bool]:
+    return and_(ProcessingJob.id == job_id, ProcessingJob.status == "processing",
+                ProcessingJob.lease_token == token, col(ProcessingJob.lease_expires_at) > now)
+
+
+_NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
+
+
 class QueueService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, lease_seconds: float = LEASE_SECONDS) -> None:
         self._db = db
+        self.lease_seconds = lease_seconds
         self._claim_lock = threading.Lock()
         self._live: dict[str, tuple[str, float]] = {}
+        self._leases: dict[str, Lease] = {}  # handed out or renewed here: progress is checked without a query
         self.changed = threading.Condition()
 
     def _notify(self) -> None:
@@ -121,16 +175,22 @@ class QueueService:
         self._notify()
         return job.id
 
-    def claim(self, max_attempts: int | None = None) -> JobView | None:
-        """Take the oldest job that is due. One claim at a time, so two workers never get the same job.
+    # --- leases -----------------------------------------------------------------------------------------
+
+    def claim(self, max_attempts: int | None = None, *, owner: str | None = None) -> JobView | None:
+        """Lease the oldest job that is due to `owner` (default: this thread as a local worker); its
+        `lease` says until when. One claim at a time, so two workers never get the same job. A job whose
+        lease lapsed is waiting again, its attempt counted.
 
         A job that already used `max_attempts` is never handed out: it only gets there by being under way
-        each time Vault stopped (retries end in failed/ before that), so running it again would repeat a
+        each time its worker died (retries end in failed/ before that), so running it again would repeat a
         crash. `claim_exhausted()` hands those out to be quarantined instead.
         """
         with self._claim_lock, self._db.session() as session:
+            now = utcnow()
+            self._release(session, _lapsed(now), now)
             query = select(ProcessingJob).where(
-                ProcessingJob.status == "queued", col(ProcessingJob.next_attempt_at) <= utcnow())
+                ProcessingJob.status == "queued", col(ProcessingJob.next_attempt_at) <= now)
             if max_attempts is not None:
                 query = query.where(col(ProcessingJob.attempts) < max_attempts)
             job = session.exec(query.order_by(col(ProcessingJob.created_at)).limit(1)).first()
@@ -138,117 +198,168 @@ class QueueService:
                 return None
             job.status, job.stage, job.progress = "processing", "starting", 0.0
             job.attempts += 1
-            job.started_at = utcnow()
-            session.add(job)
+            job.started_at = now
+            self._grant(session, job, owner, now)
         self._live[job.id] = ("starting", 0.0)
         self._notify()
         return JobView.from_row(job)
 
-    def claim_exhausted(self, max_attempts: int) -> JobView | None:
-        """Take a waiting job that used all its attempts, to be quarantined without running it again.
+    def claim_exhausted(self, max_attempts: int, *, owner: str | None = None) -> JobView | None:
+        """Lease a waiting job that used all its attempts, to be quarantined without running it again.
 
         It is marked "processing" (stage "giving up") so that exactly one worker deals with it; its attempt
         count is left as it is, for the reason shown to the owner.
         """
         with self._claim_lock, self._db.session() as session:
+            now = utcnow()
+            self._release(session, _lapsed(now), now)
             job = session.exec(select(ProcessingJob).where(
                 ProcessingJob.status == "queued", col(ProcessingJob.attempts) >= max_attempts,
-                col(ProcessingJob.next_attempt_at) <= utcnow())
+                col(ProcessingJob.next_attempt_at) <= now)
                 .order_by(col(ProcessingJob.created_at)).limit(1)).first()
             if job is None:
                 return None
             job.status, job.stage = "processing", "giving up"
-            session.add(job)
+            self._grant(session, job, owner, now)
         return JobView.from_row(job)
 
-    def report(self, job_id: str, stage: str, progress: float) -> None:
+    def _grant(self, session: Session, job: ProcessingJob, owner: str | None, now: datetime) -> None:
+        job.lease_owner, job.lease_token = owner or local_owner(), secrets.token_urlsafe(32)
+        job.lease_expires_at = now + timedelta(seconds=self.lease_seconds)
+        session.add(job)
+        self._leases[job.id] = Lease(job.id, job.lease_owner, job.lease_token, job.lease_expires_at)
+
+    def heartbeat(self, job_id: str, token: str) -> datetime:
+        """Renew a lease for another `lease_seconds`; returns its new expiry. LeaseLost if it lapsed or
+        went to another worker: the caller must stop the job and discard what it made."""
+        now = utcnow()
+        expires = now + timedelta(seconds=self.lease_seconds)
+        with self._db.session() as session:
+            self._write_held(session, job_id, token, now, lease_expires_at=expires)
+        lease = self._leases.get(job_id)
+        if lease and lease.token == token:
+            self._leases[job_id] = Lease(job_id, lease.owner, token, expires)
+        return expires
+
+    def holds(self, job_id: str, token: str) -> bool:
+        """Whether `token` is the job's live lease."""
+        lease = self._leases.get(job_id)
+        if lease and lease.token == token and lease.expires_at > utcnow():
+            return True
+        with self._db.session() as session:
+            found = session.exec(select(ProcessingJob.id).where(_held(job_id, token, utcnow()))).first()
+        return found is not None
+
+    def _write_held(self, session: Session, job_id: str, token: str, now: datetime, **values: Any) -> None:
+        """Write to a job only while `token` is its live lease, in one statement (no check-then-write gap)."""
+        statement = update(ProcessingJob).where(_held(job_id, token, now)).values(**values)
+        result = session.exec(statement.execution_options(synchronize_session=False))
+        if result.rowcount != 1:
+            raise LeaseLost("This job is no longer leased to this worker: its lease lapsed or another worker "
+                            "took it over; its result is discarded", details={"job_id": job_id})
+
+    def _release(self, session: Session, which: ColumnElement[bool], now: datetime) -> list[ProcessingJob]:
+        """Put jobs back in line, due now, their attempt counted (see `claim()`)."""
+        rows = session.exec(select(ProcessingJob).where(which)).all()
+        for job in rows:
+            log.warning("Re-queued %s: its worker (%s) stopped during attempt %d", job.path, job.lease_owner,
+                        job.attempts)
+            job.status, job.stage, job.next_attempt_at = "queued", "interrupted", now
+            job.lease_owner = job.lease_token = job.lease_expires_at = None
+            session.add(job)
+            self._ended(job.id)
+        return rows
+
+    def recover_interrupted(self) -> list[JobView]:
+        """At start, before this runtime's workers run: jobs whose lease lapsed and jobs leased to local
+        workers (all gone: one runtime owns a data folder, and its workers end with it) go back in line,
+        their attempt counted, so a file that crashes Vault is given up on after `max_attempts` starts.
+        A live lease of a remote worker is left alone: that worker may still be converting."""
+        with self._claim_lock, self._db.session() as session:
+            now = utcnow()
+            local = and_(ProcessingJob.status == "processing",
+                         col(ProcessingJob.lease_owner).startswith(LOCAL_OWNER_PREFIX))
+            rows = self._release(session, or_(_lapsed(now), local), now)
+        self._notify()
+        return [JobView.from_row(r) for r in rows]
+
+    # --- writes by the lease holder ---------------------------------------------------------------------
+
+    def report(self, job_id: str, stage: str, progress: float, *, token: str) -> None:
         """Record progress; a new stage is also written to the database (visible to other processes)."""
+        if not self.holds(job_id, token):
+            raise LeaseLost("This job is no longer leased to this worker", details={"job_id": job_id})
         previous = self._live.get(job_id)
         self._live[job_id] = (stage, progress)
         if previous is None or previous[0] != stage:
             with self._db.session() as session:
-                job = session.get(ProcessingJob, job_id)
-                if job:
-                    job.stage, job.progress = stage, progress
-                    session.add(job)
+                self._write_held(session, job_id, token, utcnow(), stage=stage, progress=progress)
         self._notify()
 
-    def set_hash(self, job_id: str, sha256: str, media_type: str | None = None) -> None:
+    def set_hash(self, job_id: str, sha256: str, media_type: str | None = None, *, token: str) -> None:
+        values = {"sha256": sha256} | ({"media_type": media_type} if media_type else {})
         with self._db.session() as session:
-            job = session.get(ProcessingJob, job_id)
-            if job:
-                job.sha256 = sha256
-                job.media_type = media_type or job.media_type
-                session.add(job)
+            self._write_held(session, job_id, token, utcnow(), **values)
 
-    def finish(self, job_id: str, status: str, error: str | None = None, media_id: str | None = None) -> None:
+    def finish(self, job_id: str, status: str, error: str | None = None, media_id: str | None = None, *,
+               token: str) -> None:
         """End a job that added nothing: duplicate, failed or gone."""
         if status not in UNSUCCESSFUL:
             raise ValueError(f"finish() ends a job as one of {UNSUCCESSFUL}; done is mark_committed()")
+        values: dict[str, Any] = {"status": status, "stage": status, "error": error, "finished_at": utcnow(),
+                                  **_NO_LEASE}
+        values |= ({"media_id": media_id} if media_id else {}) | ({"progress": 1.0} if status == "duplicate"
+                                                                   else {})
         with self._db.session() as session:
-            job = session.get(ProcessingJob, job_id)
-            if job:
-                job.status, job.stage, job.error, job.finished_at = status, status, error, utcnow()
-                job.media_id = media_id or job.media_id
-                job.progress = 1.0 if status in ("done", "duplicate") else job.progress
-                session.add(job)
-        self._live.pop(job_id, None)
+            self._write_held(session, job_id, token, utcnow(), **values)
+        self._ended(job_id)
         self._notify()
 
-    def mark_committed(self, session: Session, job_id: str, media_id: str) -> None:
+    def mark_committed(self, session: Session, job_id: str, media_id: str, *, token: str) -> None:
         """Mark a job done in the caller's transaction (the library's commit: row + keys + job, one commit).
+        LeaseLost, and so the whole commit rolls back, unless `token` is still the job's live lease.
 
         Live progress is dropped and waiters are told only once that transaction has committed.
         """
-        job = session.get(ProcessingJob, job_id)
-        if job is None:
-            return
-        job.status, job.stage, job.progress = "done", "done", 1.0
-        job.media_id, job.finished_at, job.error = media_id, utcnow(), None
-        session.add(job)
+        now = utcnow()
+        self._write_held(session, job_id, token, now, status="done", stage="done", progress=1.0,
+                         media_id=media_id, finished_at=now, error=None, **_NO_LEASE)
         event.listen(session, "after_commit", lambda _session: self._committed(job_id), once=True)
 
     def _committed(self, job_id: str) -> None:
-        self._live.pop(job_id, None)
+        self._ended(job_id)
         self._notify()
 
-    def retry_later(self, job_id: str, error: str, delay_seconds: float) -> None:
-        with self._db.session() as session:
-            job = session.get(ProcessingJob, job_id)
-            if job:
-                job.status, job.stage, job.error = "queued", "waiting to retry", error
-                job.next_attempt_at = utcnow() + timedelta(seconds=delay_seconds)
-                session.add(job)
+    def _ended(self, job_id: str) -> None:
         self._live.pop(job_id, None)
+        self._leases.pop(job_id, None)
+
+    def retry_later(self, job_id: str, error: str, delay_seconds: float, *, token: str) -> None:
+        now = utcnow()
+        with self._db.session() as session:
+            self._write_held(session, job_id, token, now, status="queued", stage="waiting to retry",
+                             error=error, next_attempt_at=now + timedelta(seconds=delay_seconds), **_NO_LEASE)
+        self._ended(job_id)
         self._notify()
 
     def put_back(self, job_id: str, stage: str = "interrupted", error: str | None = None,
-                 refund_attempt: bool = True) -> None:
+                 refund_attempt: bool = True, *, token: str) -> None:
         """A job stopped for a reason that is not its file's fault (a shutdown, a full disk) before it
         finished: back in line, due now, and its attempt not counted unless `refund_attempt` is False.
         `stage` and `error` say why it waits."""
+        now = utcnow()
+        values: dict[str, Any] = {"status": "queued", "stage": stage, "next_attempt_at": now,
+                                  "finished_at": None, **_NO_LEASE}
+        if error:
+            values["error"] = error
+        if refund_attempt:
+            values["attempts"] = func.max(ProcessingJob.attempts - 1, 0)
         with self._db.session() as session:
-            job = session.get(ProcessingJob, job_id)
-            if job:
-                job.status, job.stage, job.next_attempt_at = "queued", stage, utcnow()
-                job.error, job.finished_at = error or job.error, None
-                if refund_attempt:
-                    job.attempts = max(0, job.attempts - 1)
-                session.add(job)
-        self._live.pop(job_id, None)
+            self._write_held(session, job_id, token, now, **values)
+        self._ended(job_id)
         self._notify()
 
-    def recover_interrupted(self) -> list[JobView]:
-        """Jobs left 'processing' by a crash go back in line; their attempt still counts, so a file that
-        crashes Vault is given up on after `max_attempts` starts (see `claim()`)."""
-        with self._db.session() as session:
-            rows = session.exec(select(ProcessingJob).where(ProcessingJob.status == "processing")).all()
-            for job in rows:
-                job.status, job.stage, job.next_attempt_at = "queued", "interrupted", utcnow()
-                session.add(job)
-        for job in rows:
-            log.warning("Re-queued %s, interrupted during processing (attempt %d)", job.path, job.attempts)
-        return [JobView.from_row(r) for r in rows]
+    # --- reading ----------------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> JobView | None:
         with self._db.session() as session:
@@ -271,12 +382,12 @@ class QueueService:
         return QueueCounts(**{status: n for status, n in rows if status in QueueCounts.__dataclass_fields__})
 
     def next_due_in(self) -> float | None:
-        """Seconds until the next queued job is due (0 if one is due now), None if nothing is queued."""
+        """Seconds until a job is next due (0 if one is due now): a queued one, or one whose lease lapses.
+        None if nothing waits or runs."""
         with self._db.session() as session:
             due = session.exec(select(func.min(ProcessingJob.next_attempt_at))
                                .where(ProcessingJob.status == "queued")).one()
-        if due is None:
-            return None
-        if due.tzinfo is None:
-            due = due.replace(tzinfo=utcnow().tzinfo)
-        return max(0.0, (due - utcnow()).total_seconds())
+            lapses = session.exec(select(func.min(ProcessingJob.lease_expires_at))
+                                  .where(ProcessingJob.status == "processing")).one()
+        moments = [_aware(moment) for moment in (due, lapses) if moment is not None]
+        return max(0.0, (min(moments) - utcnow()).total_seconds()) if moments else None
