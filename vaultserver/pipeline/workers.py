@@ -37,7 +37,7 @@ from vaultserver.pipeline.leases import LeaseKeeper
 from vaultserver.services import Services
 from vaultserver.services.audit import AuditEvent
 from vaultserver.services.library import DuplicateContent
-from vaultserver.services.queue import JobView, LeaseLost
+from vaultserver.services.queue import JobView, Lease, LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class WorkerPool:
         """Do one job's work under its lease; whatever happens, the job does not stay "processing" with
         this worker afterwards."""
         error: Exception | None = None
-        keeper = LeaseKeeper(self._services.queue, job.lease)
+        keeper = LeaseKeeper(self._services.queue, _lease(job))
         with self._state:
             self._keepers.add(keeper)
             if self.cancel.is_set():
@@ -180,11 +180,11 @@ class WorkerPool:
         counted, so an error that repeats ends in failed/ like any other. Not if it is no longer this
         worker's job (ended, or taken over)."""
         current = self._services.queue.get(job.id)
-        if current is None or current.lease is None or current.lease.token != job.lease.token:
+        if current is None or current.lease is None or current.lease.token != _lease(job).token:
             return
         reason = f"{type(error).__name__}: {error}" if error else "The worker let go of it unfinished"
         delay = self._services.settings.current.retry_backoff_seconds * 2 ** max(0, current.attempts - 1)
-        self._services.queue.retry_later(job.id, reason, delay, token=job.lease.token)
+        self._services.queue.retry_later(job.id, reason, delay, token=_lease(job).token)
 
     def _record(self, job_id: str, write: Callable[[], None]) -> None:
         """A queue write for a job; if the database refuses it, keep it and try again before new work. A
@@ -214,7 +214,7 @@ class WorkerPool:
         log.warning("%s: %s; no new work is taken until there is", job.source_path, shortage.message)
         self._record(job.id, lambda: self._services.queue.put_back(
             job.id, stage=WAITING_STAGE, error=shortage.message, refund_attempt=refund_attempt,
-            token=job.lease.token))
+            token=_lease(job).token))
 
     def _still_short_of_space(self) -> bool:
         with self._state:
@@ -240,9 +240,10 @@ class WorkerPool:
     def process(self, job: JobView, keeper: LeaseKeeper | None = None) -> None:
         """Convert one claimed job under its lease (`keeper`: renewing it already, else renewed here)."""
         if keeper is None:
-            with LeaseKeeper(self._services.queue, job.lease) as keeper:
+            with LeaseKeeper(self._services.queue, _lease(job)) as keeper:
                 return self.process(job, keeper)
-        services, token = self._services, job.lease.token
+        services, lease = self._services, _lease(job)
+        token = lease.token
         import_root, source = Path(job.import_root), job.source
         if not source.is_file():
             services.queue.finish(job.id, "gone", error=GONE, token=token)
@@ -256,7 +257,7 @@ class WorkerPool:
             services.queue.set_hash(job.id, sha256, token=token)
             if existing := services.library.find_by_sha256(sha256):
                 raise DuplicateContent(existing.id)
-            self._ingestor.ingest(job.lease, source, job.original_name, sha256, keeper.report, keeper.cancel)
+            self._ingestor.ingest(lease, source, job.original_name, sha256, keeper.report, keeper.cancel)
         except DuplicateContent as dup:
             # Recorded first: a worker that lost the job must not take the file from its new holder.
             services.queue.finish(job.id, "duplicate", media_id=dup.existing_id, token=token)
@@ -287,7 +288,7 @@ class WorkerPool:
     def _give_up(self, job: JobView, keeper: LeaseKeeper) -> None:
         """A job that was under way every time Vault stopped, `max_attempts` times: quarantined, not run."""
         if not job.source.is_file():
-            self._services.queue.finish(job.id, "gone", error=GONE, token=job.lease.token)
+            self._services.queue.finish(job.id, "gone", error=GONE, token=_lease(job).token)
             return
         reason = f"Vault stopped {job.attempts} times while converting this file; it is not tried again"
         self._quarantine(job, job.source, Path(job.import_root), reason, {"attempts": job.attempts})
@@ -298,7 +299,7 @@ class WorkerPool:
         if job.attempts < settings.max_attempts:
             delay = settings.retry_backoff_seconds * 2 ** (job.attempts - 1)
             log.warning("Will retry %s in %.0f s: %s", job.source_path, delay, message)
-            self._services.queue.retry_later(job.id, message, delay, token=job.lease.token)
+            self._services.queue.retry_later(job.id, message, delay, token=_lease(job).token)
             return
         self._quarantine(job, source, import_root, "Conversion kept failing", {"error": message})
 
@@ -311,7 +312,7 @@ class WorkerPool:
         where it was, so that the job, tried again, still finds it.
         """
         services = self._services
-        if not services.queue.holds(job.id, job.lease.token):  # its file is the new holder's to deal with
+        if not services.queue.holds(job.id, _lease(job).token):  # its file is the new holder's to deal with
             raise LeaseLost("The job went to another worker", details={"job_id": job.id})
         moved: Path | None = None
         if import_root.resolve() == services.paths.default_imports.resolve():
@@ -322,7 +323,7 @@ class WorkerPool:
             where = {"left_in": str(import_root)}
             log.warning("Left %s in %s: %s", job.source_path, import_root, reason)
         try:
-            services.queue.finish(job.id, "failed", error=reason, token=job.lease.token)
+            services.queue.finish(job.id, "failed", error=reason, token=_lease(job).token)
         except Exception:
             if moved and moved.is_file() and not source.exists():
                 source.parent.mkdir(parents=True, exist_ok=True)  # its emptied folder may have been pruned
@@ -376,3 +377,10 @@ def wait_until_idle(services: Services, timeout: float | None = None, poll: floa
         with services.queue.changed:
             services.queue.changed.wait(poll)
     return True
+
+
+def _lease(job: JobView) -> Lease:
+    """The lease of a job this pool claimed (every claimed job has one)."""
+    if job.lease is None:
+        raise RuntimeError(f"Job {job.id} is converted without a lease")
+    return job.lease

@@ -130,12 +130,12 @@ def _aware(moment: datetime) -> datetime:
 def _lapsed(now: datetime) -> ColumnElement[bool]:
     """Jobs being converted whose lease lapsed, or that never had one (left by an older version)."""
     expires = col(ProcessingJob.lease_expires_at)
-    return and_(ProcessingJob.status == "processing", or_(expires.is_(None), expires <= now))
+    return and_(col(ProcessingJob.status) == "processing", or_(expires.is_(None), expires <= now))
 
 
 def _held(job_id: str, token: str, now: datetime) -> ColumnElement[bool]:
-    return and_(ProcessingJob.id == job_id, ProcessingJob.status == "processing",
-                ProcessingJob.lease_token == token, col(ProcessingJob.lease_expires_at) > now)
+    return and_(col(ProcessingJob.id) == job_id, col(ProcessingJob.status) == "processing",
+                col(ProcessingJob.lease_token) == token, col(ProcessingJob.lease_expires_at) > now)
 
 
 _NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
@@ -260,7 +260,7 @@ class QueueService:
 
     def _release(self, session: Session, which: ColumnElement[bool], now: datetime) -> list[ProcessingJob]:
         """Put jobs back in line, due now, their attempt counted (see `claim()`)."""
-        rows = session.exec(select(ProcessingJob).where(which)).all()
+        rows = list(session.exec(select(ProcessingJob).where(which)).all())
         for job in rows:
             log.warning("Re-queued %s: its worker (%s) stopped during attempt %d", job.path, job.lease_owner,
                         job.attempts)
@@ -277,7 +277,7 @@ class QueueService:
         A live lease of a remote worker is left alone: that worker may still be converting."""
         with self._claim_lock, self._db.session() as session:
             now = utcnow()
-            local = and_(ProcessingJob.status == "processing",
+            local = and_(col(ProcessingJob.status) == "processing",
                          col(ProcessingJob.lease_owner).startswith(LOCAL_OWNER_PREFIX))
             rows = self._release(session, or_(_lapsed(now), local), now)
         self._notify()
