@@ -290,9 +290,13 @@ def test_retention_prunes_old_snapshots_and_the_library_files_only_they_named(va
     month_ago = snapshot_stamp(datetime.now(UTC) - timedelta(days=40))
     (snapshots / old.snapshot).rename(snapshots / month_ago)
     vault.library.delete(video)
+    stray = target / "library" / ("0" * 32) / "image.vlt"  # copied by a stopped run; its item deleted since
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"sealed bytes no snapshot names")
 
     kept = back_up(vault, target)  # 30 days by default
-    assert (kept.snapshots_pruned, kept.files_pruned) == (1, len(video_files))
+    assert (kept.snapshots_pruned, kept.files_pruned) == (1, len(video_files) + 1)
+    assert not stray.parent.exists()
     assert [p.name for p in BackupFolder(target).complete_snapshots()] == [kept.snapshot]
     assert not (target / "library" / video).exists()
     assert verify_files(target).ok

@@ -14,7 +14,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from vaultserver.backup.layout import LIBRARY, PARTIAL_PREFIX, STAMP, BackupFolder
+from vaultserver.backup.layout import PARTIAL_PREFIX, STAMP, BackupFolder
 from vaultserver.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,15 @@ def snapshots_to_prune(names: list[str], now: datetime, keep_days: int) -> list[
 
 
 def prune(folder: BackupFolder, keep_days: int, now: datetime | None = None) -> tuple[int, int]:
-    """Drop the snapshots the rule drops, then the library files no kept snapshot names.
-    Returns (snapshots pruned, files pruned)."""
+    """Drop the snapshots the rule drops, then every library file no kept snapshot names: those only the
+    dropped snapshots named, and those a stopped run copied for an item deleted before the next run.
+    Returns (snapshots pruned, files pruned). Runs under the target's lock, after this run's snapshot is in
+    place, so no file it sees is on its way into a snapshot."""
     snapshots = folder.complete_snapshots()
     doomed = set(snapshots_to_prune([p.name for p in snapshots], now or datetime.now(UTC), keep_days))
     if not doomed:
         return 0, 0
     kept: set[str] = set()
-    dropped: set[str] = set()
     readable = True
     for snapshot in snapshots:
         try:
@@ -60,7 +61,8 @@ def prune(folder: BackupFolder, keep_days: int, now: datetime | None = None) -> 
                         snapshot.name, exc)
             readable = readable and snapshot.name in doomed
             continue
-        (dropped if snapshot.name in doomed else kept).update(named)
+        if snapshot.name not in doomed:
+            kept.update(named)
     for name in sorted(doomed):
         # Renamed out of the complete snapshots first, so a run stopped half way never leaves one that
         # looks whole; the next run sweeps what is left of it.
@@ -70,10 +72,10 @@ def prune(folder: BackupFolder, keep_days: int, now: datetime | None = None) -> 
     if not readable:
         return len(doomed), 0
     removed = 0
-    for path in sorted(dropped - kept):
+    files = (found for found in folder.library.rglob("*") if found.is_file())
+    on_disk = {found.relative_to(folder.root).as_posix() for found in files}
+    for path in sorted(on_disk - kept):
         file = folder.root / path
-        if not path.startswith(LIBRARY + "/") or ".." in Path(path).parts:
-            continue
         try:
             file.unlink()
         except FileNotFoundError:
