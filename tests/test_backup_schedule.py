@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import wait_for
 from vaultserver.background import BACKGROUND_NICE, lower_priority
 from vaultserver.backup.schedule import BackupSchedule, backup_command
-from vaultserver.backup.status import failure_reason, missing_reason
+from vaultserver.backup.status import failure_reason, missing_reason, volume_of
 from vaultserver.db.models import AccessLog, utcnow
 from vaultserver.runtime import BackupState, VaultRuntime
 
@@ -189,6 +189,10 @@ def test_a_folder_on_an_absent_volume_reads_as_a_disk_not_connected(tmp_path):
         "Backup disk not connected (Vault-Test-Disk-That-Is-Not-There)"
     assert missing_reason(tmp_path / "gone").startswith("Backup folder not found")
     assert missing_reason(tmp_path) is None
+    # The same disks the backup writer refuses to create a folder on unless they are mounted.
+    assert volume_of(Path("/Volumes/Disk/Vault Backups/x")) == Path("/Volumes/Disk")
+    assert volume_of(Path("/media/ann/Disk/Vault")) == Path("/media/ann/Disk")
+    assert volume_of(tmp_path / "Volumes" / "Disk") is None
 
 
 def test_a_failed_backup_warns_with_its_reason_and_is_retried_later(make_schedule, services, target):

@@ -114,13 +114,14 @@ def missing_reason(target: Path) -> str | None:
     target = target.expanduser()
     if target.exists():
         return None
-    volume = _volume_of(target)
+    volume = volume_of(target)
     if volume is not None and not volume.exists():
         return f"Backup disk not connected ({volume.name})"
     return f"Backup folder not found: {target}"
 
 
-def _volume_of(target: Path) -> Path | None:
+def volume_of(target: Path) -> Path | None:
+    """The removable disk or share `target` lives on (its mount point under VOLUME_ROOTS), if any."""
     parts = target.absolute().parts[1:]
     for root in VOLUME_ROOTS:
         depth = len(root) + 1

@@ -55,6 +55,7 @@ from vaultserver.backup.layout import (
     file_digest,
     snapshot_stamp,
 )
+from vaultserver.backup.status import COMPLETED, FAILED, volume_of
 from vaultserver.db.models import is_id
 from vaultserver.errors import ConfigurationError, ValidationError, VaultError
 from vaultserver.progress import Progress, ProgressListener, ignore_progress
@@ -68,7 +69,6 @@ JOURNAL = "copied.jsonl"  # in a partial snapshot: library files finished so far
 INCOMING = "incoming"  # in a partial snapshot: temporary files
 # Folders that removable disks are mounted in: a backup folder is never created directly inside one, where
 # a disk that is not mounted would leave Vault writing onto the Mac's own disk.
-MOUNT_ROOTS = {"/Volumes", "/media", "/mnt", "/run/media"}
 README_TEXT = """This folder is a backup of Vault, the home media server.
 
 Everything in it is encrypted as it was in Vault's own data folder. Opening it needs the recovery key:
@@ -130,14 +130,14 @@ def back_up(services: Services, target: Path, progress: ProgressListener = ignor
                              + (f" ({exc.filename})" if exc.filename else ""))
         _record_failure(services, target, failure.message)
         raise failure from exc
-    services.audit.record(AuditEvent("backup_completed", details=result.to_dict()))
+    services.audit.record(AuditEvent(COMPLETED, details=result.to_dict()))
     log.info("%s", result.summary())
     return result
 
 
 def _record_failure(services: Services, target: Path, reason: str) -> None:
     log.info("Backup to %s failed: %s", target, reason)
-    services.audit.record(AuditEvent("backup_failed", outcome="failed",
+    services.audit.record(AuditEvent(FAILED, outcome="failed",
                                      details={"target": str(target), "reason": reason}))
 
 
@@ -302,8 +302,8 @@ def _check_database(services: Services) -> None:
 def _prepare_target(root: Path) -> None:
     """Create the backup folder if its parent is there; refuse a folder that holds something else."""
     if not root.exists():
-        parent = root.parent
-        if not parent.is_dir() or str(parent) in MOUNT_ROOTS or str(parent.parent) in MOUNT_ROOTS:
+        volume = volume_of(root)
+        if not root.parent.is_dir() or (volume is not None and not os.path.ismount(volume)):
             raise ValidationError(f"The backup folder {root} is not there: is its disk connected? Vault "
                                   "creates a backup folder only inside a folder that exists on the disk")
         root.mkdir(exist_ok=True)
