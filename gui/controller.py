@@ -23,12 +23,12 @@ from gui.backups import ThrottledProgress, check_backup_key, read_backup_folder
 from gui.tasks import Done, Failed, Tasks, describe_error
 from vaultserver.backup.deep_check import check_backup_items
 from vaultserver.backup.restore import RestoreResult, restore
+from vaultserver.backup.status import record_verification
 from vaultserver.backup.verify import VerifyReport, verify_files
 from vaultserver.config import AppPaths, Settings
 from vaultserver.errors import ValidationError, VaultError
 from vaultserver.runtime import BackupState, CertificateDetails, Progress, VaultRuntime
 from vaultserver.services import Services, open_services
-from vaultserver.services.audit import AuditEvent
 from vaultserver.services.library import Usage
 from vaultserver.services.queue import JobView, QueueCounts
 
@@ -252,10 +252,7 @@ class VaultController(QObject):
             problems = None
             if report.ok and phrase is not None:
                 problems = check_backup_items(target, phrase, report.snapshot, self._reporter("deep check"))
-            intact = report.ok and not problems
-            audit.record(AuditEvent("backup_verified", outcome="ok" if intact else "failed", details={
-                "target": str(target), "snapshot": report.snapshot, "ok": intact,
-                "damaged": len(report.problems) + len(problems or []), "deep": phrase is not None}))
+            record_verification(audit, target, report.snapshot, len(report.problems), problems)
             return report, problems
 
         self.run(work, done, failed)

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from vaultserver.progress import Progress
-from vaultserver.services.audit import AuditEntry, AuditService
+from vaultserver.services.audit import AuditEntry, AuditEvent, AuditService
 
 COMPLETED = "backup_completed"
 FAILED = "backup_failed"
+VERIFIED = "backup_verified"
 STALE_AFTER = timedelta(days=3)  # past this the tray's dot turns red: long enough for a weekend away
 ERROR_LINE = re.compile(r"^error \[(?P<code>[A-Z0-9_]+)\]: (?P<message>.+)$")
 REASON_CHARS = 500
@@ -142,3 +143,13 @@ def failure_reason(stderr: str, returncode: int) -> str:
     if returncode < 0:
         return f"the backup process was stopped by signal {-returncode}"
     return f"the backup process ended with exit code {returncode}"
+
+
+def record_verification(audit: AuditService, target: Path, snapshot: str, damaged_files: int,
+                        undecryptable: list[str] | None) -> None:
+    """Audit a verify of the backup in `target`: `damaged_files` found against the manifest, and what did
+    not decrypt when the items were decrypted too (None: they were not)."""
+    intact = not damaged_files and not undecryptable
+    audit.record(AuditEvent(VERIFIED, outcome="ok" if intact else "failed", details={
+        "target": str(target), "snapshot": snapshot, "ok": intact,
+        "damaged": damaged_files + len(undecryptable or []), "deep": undecryptable is not None}))
