@@ -188,12 +188,8 @@ class QueueService:
         """
         with self._claim_lock, self._db.session() as session:
             now = utcnow()
-            self._release(session, _lapsed(now), now)
-            query = select(ProcessingJob).where(
-                ProcessingJob.status == "queued", col(ProcessingJob.next_attempt_at) <= now)
-            if max_attempts is not None:
-                query = query.where(col(ProcessingJob.attempts) < max_attempts)
-            job = session.exec(query.order_by(col(ProcessingJob.created_at)).limit(1)).first()
+            below_limit = [] if max_attempts is None else [col(ProcessingJob.attempts) < max_attempts]
+            job = self._oldest_due(session, now, *below_limit)
             if job is None:
                 return None
             job.status, job.stage, job.progress = "processing", "starting", 0.0
@@ -212,16 +208,20 @@ class QueueService:
         """
         with self._claim_lock, self._db.session() as session:
             now = utcnow()
-            self._release(session, _lapsed(now), now)
-            job = session.exec(select(ProcessingJob).where(
-                ProcessingJob.status == "queued", col(ProcessingJob.attempts) >= max_attempts,
-                col(ProcessingJob.next_attempt_at) <= now)
-                .order_by(col(ProcessingJob.created_at)).limit(1)).first()
+            job = self._oldest_due(session, now, col(ProcessingJob.attempts) >= max_attempts)
             if job is None:
                 return None
             job.status, job.stage = "processing", "giving up"
             self._grant(session, job, owner, now)
         return JobView.from_row(job)
+
+    def _oldest_due(self, session: Session, now: datetime,
+                    *which: ColumnElement[bool]) -> ProcessingJob | None:
+        """The oldest waiting job that is due and matches `which`, once lapsed leases are back in line."""
+        self._release(session, _lapsed(now), now)
+        return session.exec(select(ProcessingJob).where(
+            col(ProcessingJob.status) == "queued", col(ProcessingJob.next_attempt_at) <= now, *which)
+            .order_by(col(ProcessingJob.created_at)).limit(1)).first()
 
     def _grant(self, session: Session, job: ProcessingJob, owner: str | None, now: datetime) -> None:
         job.lease_owner, job.lease_token = owner or local_owner(), secrets.token_urlsafe(32)
