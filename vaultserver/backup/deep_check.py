@@ -16,14 +16,9 @@ from vaultserver.backup.layout import DATABASE
 from vaultserver.backup.snapshot import checked_copy, open_snapshot
 from vaultserver.config import AppPaths
 from vaultserver.crypto.keystore import KeyStore, MemoryBackend
-from vaultserver.db import open_database
 from vaultserver.progress import ProgressListener, ignore_progress
-from vaultserver.services.audit import AuditService
-from vaultserver.services.keys import KeyService
-from vaultserver.services.library import LibraryService
+from vaultserver.services import open_services
 from vaultserver.services.library_check import check_items
-from vaultserver.services.queue import QueueService
-from vaultserver.services.settings import SettingsService
 
 
 def check_backup_items(target: Path, phrase: str, snapshot: str | None = None,
@@ -36,11 +31,8 @@ def check_backup_items(target: Path, phrase: str, snapshot: str | None = None,
         paths = AppPaths(Path(scratch))
         paths.private.mkdir(mode=0o700)
         checked_copy(opened.path / DATABASE, paths.database, opened.required(DATABASE))
-        db = open_database(paths.database)
+        services = open_services(paths, KeyStore(MemoryBackend(opened.ring)))
         try:
-            settings, audit = SettingsService(paths), AuditService(db)
-            keys = KeyService(paths, db, KeyStore(MemoryBackend(opened.ring)), settings, audit)
-            items = LibraryService(paths, db, keys, audit, QueueService(db)).all_items()
-            return check_items(opened.folder.library, items, keys, progress)
+            return check_items(opened.folder.library, services.library.all_items(), services.keys, progress)
         finally:
-            db.dispose()
+            services.close()

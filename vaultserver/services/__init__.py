@@ -57,13 +57,14 @@ class Services:
         return removed
 
 
-def open_services(paths: AppPaths) -> Services:
-    """Everything the front ends need, on one data dir (created and migrated if new)."""
+def open_services(paths: AppPaths, key_store: KeyStore | None = None) -> Services:
+    """Everything the front ends need, on one data dir (created and migrated if new). `key_store`: other
+    than the one the settings name (a backup's keys, opened in memory with the recovery key)."""
     paths.ensure()
     settings = SettingsService(paths)
     db = open_database(paths.database, import_root=settings.current.import_path(paths))
     audit = AuditService(db)
-    store = KeyStore(choose_backend(paths, settings.current.keystore))
+    store = key_store or KeyStore(choose_backend(paths, settings.current.keystore))
     keys = KeyService(paths, db, store, settings, audit)
     queue = QueueService(db)
     library = LibraryService(paths, db, keys, audit, queue)
