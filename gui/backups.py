@@ -8,7 +8,6 @@ tab, the Dashboard and the first-run wizard say the same things the same way. No
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from vaultserver.backup.layout import BackupFolder
 from vaultserver.backup.snapshot import open_snapshot
 from vaultserver.backup.verify import VerifyReport
 from vaultserver.errors import ValidationError
+from vaultserver.progress import Throttle
 from vaultserver.runtime import BackupState, Progress
 
 SHOWN_PROBLEMS = 5  # a damaged disk can name thousands of files: the first few say enough
@@ -108,16 +108,13 @@ def backup_line(state: BackupState, now: datetime | None = None) -> str:
 
 
 class ThrottledProgress:
-    """A ProgressListener for a pool thread that passes progress on at most every PROGRESS_SECONDS (and
-    always the end), so a check of ten thousand files does not flood the UI thread with events."""
+    """A ProgressListener for a pool thread that passes progress on to the UI thread sparingly (`Throttle`):
+    a check of ten thousand files does not flood it with events."""
 
     def __init__(self, send: Callable[[Progress], None]) -> None:
         self._send = send
-        self._last = 0.0
+        self._throttle = Throttle(PROGRESS_SECONDS)
 
     def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
-        if now - self._last < PROGRESS_SECONDS and progress.fraction < 1.0:
-            return
-        self._last = now
-        self._send(progress)
+        if self._throttle.due(progress):
+            self._send(progress)

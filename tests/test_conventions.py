@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # What the menu-bar app may use of the core: the same doors the command line uses. The runtime (start/stop,
 # pause, job events, imports, the certificate, health), the services and their plain value types, the
 # settings declaration and data-dir paths, the error family, the log set-up both front ends share, and the
-# package's own constants (name, version). Three more, each with its reason:
+# package's own constants (name, version). Four more, each with its reason:
 # - vaultserver.login_item: the tray's "Open at Login" writes the macOS LaunchAgent that starts the packaged
 #   app. It is OS integration of the desktop app itself, holds no Vault state, and no service or runtime
 #   could own it better (the headless command line has no use for it).
@@ -18,10 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 #   shared by the self-check, the benchmark and the tests, so the GUI uses it rather than a client of its own.
 # - vaultserver.backup: Back Up Now, Verify and the wizard's restore are the same doors the command line's
 #   backup, verify-backup and restore commands use, so both front ends back up and restore alike.
+# - vaultserver.progress: the value those doors report progress in, and the throttle both front ends pass it
+#   through (the terminal's line, the app's progress bars).
 # Everything else (pipeline, crypto, api, cli, server, db, selfcheck, ...) is reached through those doors.
 GUI_MAY_IMPORT = ("vaultserver.runtime", "vaultserver.services", "vaultserver.config", "vaultserver.errors",
                   "vaultserver.logs", "vaultserver.login_item", "vaultserver.https_client",
-                  "vaultserver.backup")
+                  "vaultserver.backup", "vaultserver.progress")
 PACKAGE_CONSTANTS = "vaultserver"  # `from vaultserver import APP_NAME, __version__`
 
 

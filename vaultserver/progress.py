@@ -32,6 +32,24 @@ def ignore_progress(_progress: Progress) -> None:
     """For callers that do not show progress."""
 
 
+class Throttle:
+    """Which reports are worth passing on: the first of each phase, the last (done), and otherwise at most
+    one every `interval` seconds, so ten thousand files do not make ten thousand redraws or messages."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last = 0.0
+        self._phase: str | None = None
+
+    def due(self, progress: Progress) -> bool:
+        now = time.monotonic()
+        if (progress.phase == self._phase and progress.fraction < 1.0
+                and now - self._last < self.interval):
+            return False
+        self._last, self._phase = now, progress.phase
+        return True
+
+
 class TerminalProgress:
     """A progress line redrawn in place on a terminal (a few times a second at most); silent when the
     output is a file or a pipe, where the command's summary lines are what matter."""
@@ -39,15 +57,12 @@ class TerminalProgress:
     def __init__(self, stream: TextIO | None = None, interval: float = 0.2) -> None:
         self.stream = stream or sys.stdout
         self.enabled = self.stream.isatty()
-        self.interval = interval
-        self._last = 0.0
+        self._throttle = Throttle(interval)
         self._drawn = False
 
     def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self._last < self.interval and progress.fraction < 1.0):
+        if not self.enabled or not self._throttle.due(progress):
             return
-        self._last = now
         size = (f" {progress.done_bytes / 1e6:,.1f} of {progress.total_bytes / 1e6:,.1f} MB"
                 if progress.total_bytes else "")
         files = f" {progress.done_files:,}/{progress.total_files:,} files" if progress.total_files else ""

@@ -19,26 +19,21 @@ from typing import TextIO
 
 from vaultserver.config import AppPaths
 from vaultserver.errors import IntegrityError, ValidationError
-from vaultserver.progress import Progress, TerminalProgress
+from vaultserver.progress import Progress, TerminalProgress, Throttle
 
 SHOWN_PROBLEMS = 5  # named in the error line; all of them are listed above it
 
 
 class JsonProgress:
-    """Progress as JSON lines for a parent process: at most one every `interval` seconds, and one at each
-    new phase."""
+    """Progress as JSON lines for a parent process, throttled (`Throttle`)."""
 
     def __init__(self, stream: TextIO, interval: float = 0.2) -> None:
         self.stream = stream
-        self.interval = interval
-        self._last = 0.0
-        self._phase = ""
+        self._throttle = Throttle(interval)
 
     def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
-        if progress.phase == self._phase and now - self._last < self.interval:
+        if not self._throttle.due(progress):
             return
-        self._last, self._phase = now, progress.phase
         self.stream.write(json.dumps({"progress": asdict(progress)}) + "\n")
         self.stream.flush()
 
