@@ -34,7 +34,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["VAULT_KEYSTORE"] = "file"
 
 # mDNS off: test servers must not announce themselves on the machine's real network.
-FAST_SETTINGS: dict[str, Any] = {"stable_seconds": 0.0, "retry_backoff_seconds": 0.05, "workers": 2,
+FAST_SETTINGS: dict[str, Any] = {"stable_seconds": 0.0, "retry_backoff_seconds": 0.05, "local_workers": 2,
                                  "mdns_enabled": False}
 
 

@@ -32,9 +32,9 @@ def test_every_setting_is_documented_in_the_readme():
 def test_bad_values_are_rejected_with_the_field_named_and_nothing_saved(services):
     before = services.paths.settings_file.read_text()
     with pytest.raises(ValidationError) as caught:
-        services.settings.update(workers=0, keystore="cloud")
+        services.settings.update(local_workers=-1, keystore="cloud")
     assert caught.value.code == "VALIDATION_001"
-    assert set(caught.value.details["fields"]) == {"workers", "keystore"}
+    assert set(caught.value.details["fields"]) == {"local_workers", "keystore"}
     assert services.paths.settings_file.read_text() == before
 
 
@@ -48,7 +48,7 @@ def test_changes_persist_and_listeners_hear_them(services):
 
 def test_a_corrupt_settings_file_is_an_error_not_a_silent_reset(tmp_path):
     paths = AppPaths(tmp_path).ensure()
-    paths.settings_file.write_text("workers = [")
+    paths.settings_file.write_text("local_workers = [")
     with pytest.raises(Exception, match="Cannot read"):
         load_settings(paths)
 

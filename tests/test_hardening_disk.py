@@ -7,6 +7,7 @@ raises ENOSPC, or SQLite saying the database is full. Everything else is the rea
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -17,10 +18,12 @@ from sqlalchemy.exc import OperationalError
 
 from tests.conftest import wait_for
 from vaultserver import cli
-from vaultserver.pipeline import Pipeline, import_files, ingest
+from vaultserver.pipeline import Pipeline, import_files
 from vaultserver.pipeline.diskspace import SPACE_MARGIN, WAITING_STAGE, DiskSpaceError
+from vaultserver.pipeline.import_files import SIDECAR_SUFFIX
+from vaultserver.pipeline.local_worker import ProcessConverter
 from vaultserver.pipeline.watcher import ImportWatcher
-from vaultserver.pipeline.workers import SIDECAR_SUFFIX, WorkerPool
+from vaultserver.pipeline.workers import WorkerPool
 
 GB = 1000 ** 3
 
@@ -107,14 +110,12 @@ def test_a_disk_that_fills_up_mid_job_pauses_it_and_leaves_no_partial_file(
         media, services, imports, monkeypatch, where):
     source = media.copy_into(media.image("fills.jpg"), imports)
     if where == "staging":
-        real_seal = ingest.seal_bytes
-
-        def seal_half_then_fail(data, dest, key):
-            real_seal(data[: len(data) // 2], dest, key)
+        def write_half_then_fail(self, source, job, stage, progress, cancel):
+            (stage / "image.webp.vlt").write_bytes(b"half a file")  # as a worker process leaves it
             enospc()
-        monkeypatch.setattr(ingest, "seal_bytes", seal_half_then_fail)
+        monkeypatch.setattr(ProcessConverter, "convert", write_half_then_fail)
     else:
-        real_replace, library = ingest.os.replace, services.paths.library
+        real_replace, library = os.replace, services.paths.library
 
         def replace(src, dst):
             if Path(dst).parent == library:

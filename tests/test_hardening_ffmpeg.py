@@ -20,11 +20,12 @@ import pytest
 from tests.conftest import wait_for
 from vaultserver.ffmpeg import FfmpegLimits, FfmpegTimeout
 from vaultserver.pipeline import Pipeline
-from vaultserver.pipeline.ingest import KEY_DIR
+from vaultserver.pipeline.convert import KEY_DIR
+from vaultserver.pipeline.import_files import SIDECAR_SUFFIX
 from vaultserver.pipeline.probe import probe
 from vaultserver.pipeline.transcode import transcode
 from vaultserver.pipeline.watcher import ImportWatcher
-from vaultserver.pipeline.workers import SIDECAR_SUFFIX, WorkerPool
+from vaultserver.pipeline.workers import WorkerPool
 
 FAKE_FFMPEG = """#!{python}
 # Probing is done by the real ffmpeg; a conversion run hangs the way a stuck ffmpeg does.

@@ -16,7 +16,7 @@ from PIL import Image
 
 from vaultserver.errors import MediaError
 from vaultserver.pipeline.images import ANIMATION_MEMORY, MAX_ANIMATION_WORK, animation_size, convert_image
-from vaultserver.pipeline.workers import SIDECAR_SUFFIX
+from vaultserver.pipeline.import_files import SIDECAR_SUFFIX
 
 
 def tiny_frames_gif(path: Path, frames: int, width: int, height: int) -> Path:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from vaultserver.pipeline import Pipeline
-from vaultserver.pipeline.ingest import Ingestor
+from vaultserver.pipeline.import_files import SIDECAR_SUFFIX
 from vaultserver.pipeline.watcher import ImportWatcher
-from vaultserver.pipeline.workers import SIDECAR_SUFFIX
+from vaultserver.pipeline.workers import WorkerPool
 
 
 def queue_one(services, folder) -> str:
@@ -37,7 +37,7 @@ def test_a_job_under_way_at_every_crash_is_never_run_again_and_ends_in_failed_wi
     assert services.queue.claim(limit) is None
 
     runs = []
-    monkeypatch.setattr(Ingestor, "ingest", lambda self, *args, **kw: runs.append(args))
+    monkeypatch.setattr(WorkerPool, "process", lambda self, *args, **kw: runs.append(args))
     assert Pipeline(services).process_once(timeout=60)
 
     assert runs == []
@@ -56,7 +56,7 @@ def test_a_job_past_the_limit_from_an_older_version_is_quarantined_too(media, im
     media.copy_into(media.image("a.jpg"), imports, "seven.jpg")
     job_id = queue_one(services, imports)
     crash_during(services, 7)
-    monkeypatch.setattr(Ingestor, "ingest", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("ran")))
+    monkeypatch.setattr(WorkerPool, "process", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("ran")))
     assert Pipeline(services).process_once(timeout=60)
     job = services.queue.get(job_id)
     assert (job.status, job.attempts) == ("failed", 7)

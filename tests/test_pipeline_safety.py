@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import plaintext_findings
 from vaultserver.pipeline import Pipeline
-from vaultserver.pipeline.ingest import Ingestor
+from vaultserver.pipeline.local_worker import ConversionFailed, ProcessConverter
 from vaultserver.services import open_services
 from vaultserver.services.library import ORIGINAL_FILE
 
@@ -120,9 +120,9 @@ def test_transient_errors_are_retried_then_quarantined(media, imports, run_pipel
 
     def flaky(self, *args, **kwargs):
         calls.append(time.monotonic())
-        raise OSError("disk hiccup")
+        raise ConversionFailed("OSError: disk hiccup")  # as a worker process reports it
 
-    monkeypatch.setattr(Ingestor, "ingest", flaky)
+    monkeypatch.setattr(ProcessConverter, "convert", flaky)
     media.copy_into(media.image("a.jpg"), imports, "flaky.jpg")
     run_pipeline()
     assert len(calls) == 3  # max_attempts

@@ -17,7 +17,7 @@ from tests.test_hardening_queue import queue_one
 from tests.test_pipeline_queue import staged_photo
 from vaultserver.db.models import EncryptionKey, MediaFile, utcnow
 from vaultserver.pipeline import Pipeline
-from vaultserver.pipeline.ingest import KEY_DIR
+from vaultserver.pipeline.convert import KEY_DIR
 from vaultserver.pipeline.workers import WorkerPool
 from vaultserver.services.queue import LeaseLost, QueueService
 
@@ -132,6 +132,7 @@ def test_a_worker_that_stops_renewing_loses_its_job_after_the_lease_with_the_att
         media, imports, services, queue, run_pipeline):
     media.copy_into(media.image("a.jpg"), imports, "killed once.jpg")
     job_id = queue_one(services, imports)
+    queue.lease_seconds = 2.0  # long enough for the renewals of a busy machine to land
     assert queue.claim(owner="remote:killed").attempts == 1  # then killed: no heartbeat ever comes
     run_pipeline()
     job = queue.get(job_id)
@@ -176,6 +177,7 @@ def test_a_worker_that_loses_its_lease_mid_video_stops_ffmpeg_and_discards_its_o
     source = media.copy_into(media.video(seconds=1, size="320x240"), imports, "long.mp4")
     job_id = queue_one(services, imports)
     pool = WorkerPool(services, lambda: str(fake_ffmpeg(tmp_path, ffmpeg_bin, "advancing")), limits=SMALL)
+    queue.lease_seconds = 4.0  # time for the worker process to start and reach ffmpeg
     job = queue.claim()
     monkeypatch.setattr(queue, "heartbeat", lambda *args: None)  # this Mac sleeps: its renewals never land
     outcome: list[BaseException | None] = []
@@ -191,8 +193,7 @@ def test_a_worker_that_loses_its_lease_mid_video_stops_ffmpeg_and_discards_its_o
     worker.start()
     pids = fake_processes(tmp_path)
     wait_for(lambda: queue.get(job_id).stage == "transcoding", timeout=10)
-    lapse()
-    taken = wait_for(lambda: queue.claim(owner="remote:desktop"), timeout=5)
+    taken = wait_for(lambda: queue.claim(owner="remote:desktop"), timeout=10)
     worker.join(10)
 
     assert not worker.is_alive() and isinstance(outcome[0], LeaseLost)

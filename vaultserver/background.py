@@ -68,3 +68,10 @@ def lower_priority(pid: int = 0) -> None:
     elif _SYSCALL is not None and _IOPRIO_SET is not None:
         # The result is not checked: an old kernel or a seccomp filter saying no leaves the nice value alone.
         _SYSCALL(_IOPRIO_SET, IOPRIO_WHO_PROCESS, pid, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT)
+
+
+def own_command(*args: str) -> list[str]:
+    """`vaultserver ARGS…` run by the interpreter (or the packaged app) that runs this Vault, so a background
+    child (a scheduled backup, a conversion worker) runs the same code as the process that started it."""
+    program = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "vaultserver"]
+    return [*program, *args]

@@ -99,7 +99,9 @@ def cmd_serve(args: argparse.Namespace, paths: AppPaths) -> int:
     from vaultserver.runtime import VaultRuntime
 
     ffmpeg()
-    runtime = VaultRuntime(paths)
+    if args.local_workers is not None and args.local_workers < 0:
+        raise VaultError("--local-workers must be 0 or more", code="VALIDATION_001")
+    runtime = VaultRuntime(paths, local_workers=args.local_workers)
     try:
         return _run_until_signal(runtime, serve=True, host=args.host, port=args.port)
     finally:
@@ -270,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, help="HTTPS port (default from settings: 1027; 0 picks a free one)"
     )
+    serve.add_argument("--local-workers", type=int, metavar="N",
+                       help="conversion processes on this Mac (default from settings: half its cores; "
+                            "0: only worker machines convert)")
+    worker = sub.add_parser("worker", help="convert for a Vault (run by the server, or on a worker machine)")
+    worker.add_argument("--pipe", action="store_true", help=argparse.SUPPRESS)
 
     user = sub.add_parser("user", help="add, list, change or disable accounts")
     user_sub = user.add_subparsers(dest="user_command", required=True)
@@ -345,10 +352,22 @@ PATH_COMMANDS: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
 }
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A conversion worker. `--pipe`: one of this Mac's own, started by the server, which talks to it over
+    stdin/stdout; it logs to stderr, which the server keeps in its log."""
+    from vaultserver.pipeline.local_worker import run_pipe_worker
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    return run_pipe_worker()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "self-check":
         return cmd_self_check(args)
+    if args.command == "worker":
+        return cmd_worker(args)
     paths = AppPaths(resolve_data_dir(args.data_dir))
     try:
         # The doctor looks at the data folder as it was found; verify-backup reads only the backup.

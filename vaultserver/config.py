@@ -128,6 +128,11 @@ class AppPaths:
         return paths
 
 
+def default_worker_count() -> int:
+    """What the machine can spare for conversion: half its cores, at least one."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 def _setting(default: Any, help: str, *, label: str, section: str, local_only: bool = False,
              **constraints: Any) -> Any:
     """One setting's declaration. `local_only`: changed on this Mac only (the settings file, the app), never
@@ -150,9 +155,10 @@ class Settings(BaseModel):
     keep_originals: bool = _setting(
         False, "Keep each original file, encrypted, in the library after it is converted.",
         label="Keep originals (encrypted)", section="storage")
-    workers: int = _setting(
-        2, "How many files are converted at the same time.",
-        label="Concurrent conversions", section="storage", ge=1, le=8)
+    local_workers: int = _setting(
+        default_worker_count(), "How many files this Mac converts at the same time, each in a worker process "
+        "at background priority. 0: only worker machines convert.",
+        label="Conversions on this Mac", section="storage", ge=0, le=16)
     stable_seconds: float = _setting(
         2.0, "A new file is taken only after its size and time stamp stayed unchanged this long.",
         label="Wait for copies to finish (s)", section="storage", ge=0.0, le=600.0)

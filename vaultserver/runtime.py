@@ -73,10 +73,10 @@ class VaultRuntime:
     PRUNE_SECONDS = 24 * 3600.0
 
     def __init__(self, paths: AppPaths, services: Services | None = None,
-                 mdns_interfaces: list[str] | None = None) -> None:
+                 mdns_interfaces: list[str] | None = None, local_workers: int | None = None) -> None:
         self.paths = paths.ensure()
         self.services = services or open_services(paths)
-        self.pipeline = Pipeline(self.services)
+        self.pipeline = Pipeline(self.services, local_workers=local_workers)
         self.backups = BackupSchedule(self.services)
         self.server: HttpsServer | None = None
         self._lock = FileLock(str(paths.runtime_lock), timeout=0)

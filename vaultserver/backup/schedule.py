@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from vaultserver.background import lower_priority
+from vaultserver.background import lower_priority, own_command
 from vaultserver.backup.status import (
     COMPLETED,
     FAILED,
@@ -60,8 +59,7 @@ PROGRESS_FIELDS = {f.name for f in fields(Progress)}
 def backup_command(root: Path, target: str) -> list[str]:
     """`vaultserver --data-dir ROOT backup TARGET --progress-json` with the interpreter (or the packaged app)
     that runs this Vault, so the child runs the same code."""
-    program = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "vaultserver"]
-    return [*program, "--data-dir", str(root), "backup", target, "--progress-json"]
+    return own_command("--data-dir", str(root), "backup", target, "--progress-json")
 
 
 class BackupSchedule:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from vaultserver.ffmpeg import ffmpeg
+from vaultserver.pipeline.convert import remove_leftover_key_files
 from vaultserver.pipeline.diskspace import DiskSpaceError
-from vaultserver.pipeline.ingest import remove_leftover_key_files
 from vaultserver.pipeline.watcher import ImportWatcher
 from vaultserver.pipeline.workers import WorkerPool, wait_until_idle
 from vaultserver.services import Services
@@ -21,10 +21,11 @@ log = logging.getLogger(__name__)
 class Pipeline:
     """The ingest pipeline of one data dir. Start it only while holding the runtime lock."""
 
-    def __init__(self, services: Services, disk_usage: Callable[[Path], Any] | None = None) -> None:
+    def __init__(self, services: Services, disk_usage: Callable[[Path], Any] | None = None,
+                 local_workers: int | None = None) -> None:
         self.services = services
         self.watcher = ImportWatcher(services.settings, services.queue)
-        self.workers = WorkerPool(services, ffmpeg, disk_usage=disk_usage)
+        self.workers = WorkerPool(services, ffmpeg, disk_usage=disk_usage, count=local_workers)
 
     def recover(self) -> None:
         """After a crash: finish a half-done key rotation, re-queue interrupted jobs, sweep partial output."""
@@ -51,7 +52,7 @@ class Pipeline:
         root.mkdir(parents=True, exist_ok=True)
         stable = self.services.settings.current.stable_seconds
         self.watcher.scan(root)
-        self.workers.start()
+        self.workers.start(minimum=1)  # nobody else converts for a one-off run
         try:
             while self.watcher.pending:  # two looks at each file, then wait out anything still changing
                 self.watcher.check_stable(root, stable)

@@ -1,10 +1,10 @@
-"""The worker pool: takes due jobs from the queue, converts them, and disposes of originals safely.
+"""The local worker pool: takes due jobs from the queue, has this Mac's worker processes convert them, and
+commits the results; `outcomes.py` decides what becomes of each job and its original.
 
-The rule that matters: an original leaves the import folder only after its encrypted result is committed.
-A job's file is where it was found (its absolute path), whatever the import folder setting says by now.
-Bad input (corrupt, not media) goes to `failed/` unchanged with a sidecar saying why; other errors are
-retried with backoff up to the configured number of attempts, then go to `failed/` too. Only Vault's own
-import folder is emptied into `failed/`: in a folder the owner chose, such files are reported and left.
+A pool thread holds the job and its lease; the conversion itself (hashing, Pillow, ffmpeg, previews,
+encryption) runs in the thread's worker process at background priority (`local_worker.py`), so the server
+process does none of it. A job's file is where it was found (its absolute path), whatever the import folder
+setting says by now. A worker process that dies costs only that attempt.
 
 Each job is worked on under its lease (see `leases.py`), renewed while the work goes on; every write about
 the job shows the lease's token. A worker whose lease was lost stops, discards what it made and leaves the
@@ -18,7 +18,7 @@ the outcome is written, or the job is put back; a write the database refuses is 
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import threading
 import time
@@ -26,30 +26,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vaultserver.db.models import utcnow
 from vaultserver.errors import MediaError
 from vaultserver.ffmpeg import DEFAULT_LIMITS, FfmpegLimits
 from vaultserver.pipeline import diskspace
+from vaultserver.pipeline.convert import KEY_DIR
 from vaultserver.pipeline.diskspace import WAITING_STAGE, DiskRoom, SpaceShortage, is_disk_full
-from vaultserver.pipeline.import_files import SIDECAR_SUFFIX, free_name, move_file, prune_empty_dirs
-from vaultserver.pipeline.ingest import Ingestor, sha256_of
 from vaultserver.pipeline.leases import LeaseKeeper
+from vaultserver.pipeline.local_worker import Converter, ProcessConverter
+from vaultserver.pipeline.outcomes import Outcomes, lease_of
 from vaultserver.services import Services
-from vaultserver.services.audit import AuditEvent
 from vaultserver.services.library import DuplicateContent
 from vaultserver.services.queue import JobView, Lease, LeaseLost
 
 log = logging.getLogger(__name__)
 
-GONE = "The file disappeared before it was processed"
 
 
 class WorkerPool:
+    """`count` local workers (None: the `local_workers` setting), each a thread here that holds the job's
+    lease and records its outcome, and a worker process (`converter`) that does the conversion."""
+
     def __init__(self, services: Services, ffmpeg: Callable[[], str], *,
                  limits: FfmpegLimits = DEFAULT_LIMITS, disk_usage: Callable[[Path], Any] | None = None,
-                 recheck_seconds: float = diskspace.RECHECK_SECONDS) -> None:
+                 recheck_seconds: float = diskspace.RECHECK_SECONDS, count: int | None = None,
+                 converter: Callable[[], Converter] | None = None) -> None:
         self._services = services
-        self._ingestor = Ingestor(services, ffmpeg, limits)
+        self._count = count
+        key_dir = services.paths.private / KEY_DIR
+        self._new_converter = converter or (lambda: ProcessConverter(ffmpeg, key_dir, limits))
+        self._converters = threading.local()  # each worker thread's own
+        self._all_converters: list[Converter] = []
         self.disk = DiskRoom(services.paths.library, disk_usage)
         self._recheck_seconds = recheck_seconds
         self._state = threading.Lock()  # guards the three below
@@ -62,7 +68,8 @@ class WorkerPool:
         self._running = threading.Event()
         self._running.set()
         self.cancel = threading.Event()  # kills in-flight ffmpeg on shutdown
-        self.listeners: list[Callable[[str, JobView], None]] = []
+        self.outcomes = Outcomes(services)
+        self.listeners = self.outcomes.listeners
 
     @property
     def paused(self) -> bool:
@@ -78,10 +85,14 @@ class WorkerPool:
         with self._state:
             return self._shortage if self._busy == 0 else None
 
-    def start(self) -> None:
+    @property
+    def size(self) -> int:
+        return self._count if self._count is not None else self._services.settings.current.local_workers
+
+    def start(self, minimum: int = 0) -> None:
         self._stop.clear()
         self.cancel.clear()
-        count = self._services.settings.current.workers
+        count = max(minimum, self.size)
         self._threads = [threading.Thread(target=self._loop, name=f"vault-worker-{i}", daemon=True)
                          for i in range(count)]
         for t in self._threads:
@@ -98,6 +109,19 @@ class WorkerPool:
         for t in self._threads:
             t.join(timeout)
         self._threads = []
+        with self._state:
+            converters, self._all_converters = self._all_converters, []
+        for converter in converters:
+            converter.close()
+
+    def _converter(self) -> Converter:
+        """This thread's worker process (started on first use)."""
+        converter: Converter | None = getattr(self._converters, "current", None)
+        if converter is None:
+            converter = self._converters.current = self._new_converter()
+            with self._state:
+                self._all_converters.append(converter)
+        return converter
 
     def pause(self) -> None:
         self._running.clear()
@@ -152,7 +176,7 @@ class WorkerPool:
         """Do one job's work under its lease; whatever happens, the job does not stay "processing" with
         this worker afterwards."""
         error: Exception | None = None
-        keeper = LeaseKeeper(self._services.queue, _lease(job))
+        keeper = LeaseKeeper(self._services.queue, lease_of(job))
         with self._state:
             self._keepers.add(keeper)
             if self.cancel.is_set():
@@ -180,11 +204,11 @@ class WorkerPool:
         counted, so an error that repeats ends in failed/ like any other. Not if it is no longer this
         worker's job (ended, or taken over)."""
         current = self._services.queue.get(job.id)
-        if current is None or current.lease is None or current.lease.token != _lease(job).token:
+        if current is None or current.lease is None or current.lease.token != lease_of(job).token:
             return
         reason = f"{type(error).__name__}: {error}" if error else "The worker let go of it unfinished"
         delay = self._services.settings.current.retry_backoff_seconds * 2 ** max(0, current.attempts - 1)
-        self._services.queue.retry_later(job.id, reason, delay, token=_lease(job).token)
+        self._services.queue.retry_later(job.id, reason, delay, token=lease_of(job).token)
 
     def _record(self, job_id: str, write: Callable[[], None]) -> None:
         """A queue write for a job; if the database refuses it, keep it and try again before new work. A
@@ -214,7 +238,7 @@ class WorkerPool:
         log.warning("%s: %s; no new work is taken until there is", job.source_path, shortage.message)
         self._record(job.id, lambda: self._services.queue.put_back(
             job.id, stage=WAITING_STAGE, error=shortage.message, refund_attempt=refund_attempt,
-            token=_lease(job).token))
+            token=lease_of(job).token))
 
     def _still_short_of_space(self) -> bool:
         with self._state:
@@ -231,48 +255,42 @@ class WorkerPool:
 
     # --- one job ----------------------------------------------------------------------------------------
 
-    def _emit(self, event: str, job_id: str) -> None:
-        view = self._services.queue.get(job_id)
-        for listener in list(self.listeners):
-            if view:
-                listener(event, view)
-
     def process(self, job: JobView, keeper: LeaseKeeper | None = None) -> None:
         """Convert one claimed job under its lease (`keeper`: renewing it already, else renewed here)."""
         if keeper is None:
-            with LeaseKeeper(self._services.queue, _lease(job)) as keeper:
+            with LeaseKeeper(self._services.queue, lease_of(job)) as keeper:
                 return self.process(job, keeper)
-        services, lease = self._services, _lease(job)
-        token = lease.token
-        import_root, source = Path(job.import_root), job.source
+        services, outcomes, lease = self._services, self.outcomes, lease_of(job)
+        source = job.source
         if not source.is_file():
-            services.queue.finish(job.id, "gone", error=GONE, token=token)
+            outcomes.gone(job)
             return
         if shortage := self.disk.shortage_for(_size_of(source)):
             self._pause_for_space(job, shortage, refund_attempt=True)
             return
+        converter = self._converter()
         try:
             keeper.report("hashing", 0.0)
-            sha256 = sha256_of(source)
-            services.queue.set_hash(job.id, sha256, token=token)
+            sha256 = converter.hash(source, keeper.report, keeper.cancel)
+            services.queue.set_hash(job.id, sha256, token=lease.token)
             if existing := services.library.find_by_sha256(sha256):
                 raise DuplicateContent(existing.id)
-            self._ingestor.ingest(lease, source, job.original_name, sha256, keeper.report, keeper.cancel)
+            assignment = outcomes.assignment(job, sha256)
+            with services.library.staging(work_folder(lease)) as stage:
+                staged = converter.convert(source, assignment, stage, keeper.report, keeper.cancel)
+                keeper.report("committing", 0.99)
+                services.library.commit(staged, lease)
         except DuplicateContent as dup:
-            # Recorded first: a worker that lost the job must not take the file from its new holder.
-            services.queue.finish(job.id, "duplicate", media_id=dup.existing_id, token=token)
-            self._remove_original(source, import_root)
-            services.audit.record(AuditEvent("ingest_duplicate", resource=job.source_path,
-                                             details={"existing_id": dup.existing_id}))
-            self._emit("duplicate", job.id)
+            outcomes.duplicate(job, dup.existing_id)
             return
         except MediaError as exc:
-            self._quarantine(job, source, import_root, exc.message, exc.details)
+            outcomes.quarantine(job, exc.message, exc.details)
             return
         except InterruptedError:
             if keeper.lost.is_set():
                 raise LeaseLost("Stopped: the job went to another worker") from None
-            services.queue.put_back(job.id, token=token)  # a shutdown is not the file's fault: no attempt
+            # A shutdown is not the file's fault: no attempt is used.
+            services.queue.put_back(job.id, token=lease.token)
             return
         except LeaseLost:
             raise  # the job is another worker's now: nothing of this attempt is recorded
@@ -280,83 +298,12 @@ class WorkerPool:
             if is_disk_full(exc):
                 raise  # not the file's fault: the job waits for space (see _run)
             log.exception("Processing %s failed", job.source_path)
-            self._retry_or_quarantine(job, source, import_root, exc)
+            outcomes.retry_or_quarantine(job, f"{type(exc).__name__}: {exc}")
             return
-        self._remove_original(source, import_root)
-        self._emit("done", job.id)
+        outcomes.added(job)
 
     def _give_up(self, job: JobView, keeper: LeaseKeeper) -> None:
-        """A job that was under way every time Vault stopped, `max_attempts` times: quarantined, not run."""
-        if not job.source.is_file():
-            self._services.queue.finish(job.id, "gone", error=GONE, token=_lease(job).token)
-            return
-        reason = f"Vault stopped {job.attempts} times while converting this file; it is not tried again"
-        self._quarantine(job, job.source, Path(job.import_root), reason, {"attempts": job.attempts})
-
-    def _retry_or_quarantine(self, job: JobView, source: Path, import_root: Path, exc: Exception) -> None:
-        settings = self._services.settings.current
-        message = f"{type(exc).__name__}: {exc}"
-        if job.attempts < settings.max_attempts:
-            delay = settings.retry_backoff_seconds * 2 ** (job.attempts - 1)
-            log.warning("Will retry %s in %.0f s: %s", job.source_path, delay, message)
-            self._services.queue.retry_later(job.id, message, delay, token=_lease(job).token)
-            return
-        self._quarantine(job, source, import_root, "Conversion kept failing", {"error": message})
-
-    def _quarantine(self, job: JobView, source: Path, import_root: Path, reason: str, details: dict) -> None:
-        """Move the untouched original to failed/ with a sidecar; never delete it.
-
-        Only from the import folder Vault created: a folder the owner chose holds their own files, so there
-        a file Vault cannot take is reported (job, log, audit) and left where it is; the queue does not take
-        it again unless it changes. If the database refuses to record the failure, the original is put back
-        where it was, so that the job, tried again, still finds it.
-        """
-        services = self._services
-        if not services.queue.holds(job.id, _lease(job).token):  # its file is the new holder's to deal with
-            raise LeaseLost("The job went to another worker", details={"job_id": job.id})
-        moved: Path | None = None
-        if import_root.resolve() == services.paths.default_imports.resolve():
-            moved = services.paths.failed / self._move_to_failed(job, source, import_root, reason, details)
-            where = {"moved_to": moved.name}
-            log.warning("Moved %s to failed/: %s", job.source_path, reason)
-        else:
-            where = {"left_in": str(import_root)}
-            log.warning("Left %s in %s: %s", job.source_path, import_root, reason)
-        try:
-            services.queue.finish(job.id, "failed", error=reason, token=_lease(job).token)
-        except Exception:
-            if moved and moved.is_file() and not source.exists():
-                source.parent.mkdir(parents=True, exist_ok=True)  # its emptied folder may have been pruned
-                move_file(moved, source)
-                moved.with_name(moved.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
-            raise
-        services.audit.record(AuditEvent("ingest_failed", outcome="failed", resource=job.source_path,
-                                         details={"reason": reason, **details, **where}))
-        self._emit("failed", job.id)
-
-    def _move_to_failed(self, job: JobView, source: Path, import_root: Path, reason: str,
-                        details: dict) -> str:
-        """The sidecar goes first, so a file in failed/ always says why; neither is left half-written."""
-        dest = free_name(self._services.paths.failed / source.name)
-        sidecar = dest.with_name(dest.name + SIDECAR_SUFFIX)
-        try:
-            sidecar.write_text(json.dumps({
-                "file": source.name, "from": job.source_path, "reason": reason, "details": details,
-                "attempts": job.attempts, "failed_at": utcnow().isoformat()}, indent=2, default=str))
-            move_file(source, dest)
-        except OSError as exc:  # the original stays where it was; it is still not lost
-            sidecar.unlink(missing_ok=True)
-            if is_disk_full(exc):
-                raise
-            log.error("Could not move %s to the failed folder: %s", source, exc)
-            return dest.name
-        prune_empty_dirs(source.parent, import_root)
-        return dest.name
-
-    @staticmethod
-    def _remove_original(source: Path, import_root: Path) -> None:
-        source.unlink(missing_ok=True)
-        prune_empty_dirs(source.parent, import_root)
+        self.outcomes.give_up(job)
 
 
 def _size_of(path: Path) -> int:
@@ -379,8 +326,7 @@ def wait_until_idle(services: Services, timeout: float | None = None, poll: floa
     return True
 
 
-def _lease(job: JobView) -> Lease:
-    """The lease of a job this pool claimed (every claimed job has one)."""
-    if job.lease is None:
-        raise RuntimeError(f"Job {job.id} is converted without a lease")
-    return job.lease
+def work_folder(lease: Lease) -> str:
+    """The staging folder's name: by the lease, not the job, since a worker that lost the job may still be
+    writing its own folder while the job's next holder works in another."""
+    return f"{lease.job_id}.{hashlib.sha256(lease.token.encode()).hexdigest()[:12]}"
