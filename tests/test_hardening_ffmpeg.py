@@ -209,6 +209,7 @@ def test_a_hung_conversion_fails_the_attempt_cleanly_and_the_job_waits_to_retry(
     job = services.queue.claim()
 
     pool.process(job)
+    pool.stop()
 
     after = services.queue.get(job.id)
     assert after.status == "queued" and after.stage == "waiting to retry" and after.attempts == 1

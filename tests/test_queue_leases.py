@@ -195,6 +195,7 @@ def test_a_worker_that_loses_its_lease_mid_video_stops_ffmpeg_and_discards_its_o
     wait_for(lambda: queue.get(job_id).stage == "transcoding", timeout=10)
     taken = wait_for(lambda: queue.claim(owner="remote:desktop"), timeout=10)
     worker.join(10)
+    pool.stop()
 
     assert not worker.is_alive() and isinstance(outcome[0], LeaseLost)
     assert_all_stopped(pids)

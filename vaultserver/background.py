@@ -35,16 +35,22 @@ PRIO_DARWIN_PROCESS = 4
 PRIO_DARWIN_BG = 0x1000
 
 
-def _libc_syscall():
-    if not sys.platform.startswith("linux") or platform.machine() not in IOPRIO_SET_CALLS:
+# Linux prctl(PR_SET_PDEATHSIG, SIGKILL): a worker's ffmpeg ends with the worker, even one killed with -9.
+PR_SET_PDEATHSIG = 1
+SIGKILL = 9
+
+
+def _libc(function: str, machine_known: bool = True):
+    if not sys.platform.startswith("linux") or not machine_known:
         return None
     try:
-        return ctypes.CDLL(None, use_errno=True).syscall
+        return getattr(ctypes.CDLL(None, use_errno=True), function)
     except (OSError, AttributeError):
         return None
 
 
-_SYSCALL = _libc_syscall()
+_SYSCALL = _libc("syscall", platform.machine() in IOPRIO_SET_CALLS)
+_PRCTL = _libc("prctl")
 _IOPRIO_SET = IOPRIO_SET_CALLS.get(platform.machine())
 _DARWIN = sys.platform == "darwin"
 
@@ -75,3 +81,12 @@ def own_command(*args: str) -> list[str]:
     child (a scheduled backup, a conversion worker) runs the same code as the process that started it."""
     program = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "vaultserver"]
     return [*program, *args]
+
+
+def background_child() -> None:
+    """`preexec_fn` of a conversion's ffmpeg: background priority, and (Linux) killed when the thread that
+    started it ends, so a worker that dies does not leave its ffmpeg running. On macOS an orphaned ffmpeg
+    stops at its next write to the pipes its dead worker held."""
+    lower_priority()
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from vaultserver.background import lower_priority
+from vaultserver.background import background_child
 from vaultserver.errors import ConfigurationError, VaultError
 
 log = logging.getLogger(__name__)
@@ -126,8 +126,8 @@ def start(cmd: list[str], *, background: bool, **popen_args) -> subprocess.Popen
 
     `background`: conversion, which can wait, runs at the OS's background priority (background.py), so
     the people watching and browsing get the CPU first; work someone is waiting for (an export) does not."""
-    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=lower_priority if background else None,
-                            **popen_args)
+    return subprocess.Popen(cmd, start_new_session=True,
+                            preexec_fn=background_child if background else None, **popen_args)
 
 
 def stop_group(proc: subprocess.Popen, grace: float) -> None:

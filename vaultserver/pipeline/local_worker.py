@@ -35,6 +35,7 @@ from vaultserver.services.library import StagedItem
 
 log = logging.getLogger(__name__)
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 STOP_GRACE_SECONDS = 10.0  # a cancelled child has this long to stop its ffmpeg before it is killed
 
 
@@ -101,9 +102,15 @@ class ProcessConverter:
 
     def convert(self, source: Path, job: Assignment, stage: Path, progress: Progress,
                 cancel: threading.Event) -> StagedItem:
-        answer = self._ask({"op": "convert", "source": str(source), "stage": str(stage),
-                            "key_dir": str(self._key_dir), "ffmpeg": self._ffmpeg(),
-                            "limits": asdict(self._limits), "job": job.to_wire()}, progress, cancel)
+        try:
+            answer = self._ask({"op": "convert", "source": str(source), "stage": str(stage),
+                                "key_dir": str(self._key_dir), "ffmpeg": self._ffmpeg(),
+                                "limits": asdict(self._limits), "job": job.to_wire()}, progress, cancel)
+        except WorkerDied:
+            # It could not remove the HLS key file it wrote for ffmpeg: no key outlives its job.
+            for leftover in self._key_dir.glob(f"{job.media_id}.*"):
+                leftover.unlink(missing_ok=True)
+            raise
         return ConvertedItem.parse(answer["converted"]).staged(stage, job)
 
     def close(self) -> None:
@@ -144,8 +151,10 @@ class ProcessConverter:
         if self._proc is None or self._proc.poll() is not None:
             # Its own session: a terminal's Ctrl-C goes to the server, which stops its workers in order.
             self._proc = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          text=True, bufsize=1, start_new_session=True,
-                                          preexec_fn=lower_priority)
+                                          stderr=subprocess.PIPE, text=True, bufsize=1,
+                                          start_new_session=True, preexec_fn=lower_priority)
+            threading.Thread(target=_relay_log, args=(self._proc,), name=f"vault-worker-log-{self._proc.pid}",
+                             daemon=True).start()
             log.info("Started worker process %d", self._proc.pid)
         return self._proc
 
@@ -183,6 +192,15 @@ class ProcessConverter:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _relay_log(proc: subprocess.Popen[str]) -> None:
+    """The child's log lines ("LEVEL name: message") into this process's log, at their own level."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        level, _, rest = line.rstrip().partition(" ")
+        log.log(logging.getLevelName(level) if level in LEVELS else logging.WARNING, "worker %d: %s",
+                proc.pid, rest if level in LEVELS else line.rstrip())
 
 
 def _error_from(error: dict[str, Any]) -> Exception:

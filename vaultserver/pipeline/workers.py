@@ -114,6 +114,12 @@ class WorkerPool:
         for converter in converters:
             converter.close()
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes alive now."""
+        with self._state:
+            converters = list(self._all_converters)
+        return [pid for c in converters if (pid := getattr(c, "pid", None))]
+
     def _converter(self) -> Converter:
         """This thread's worker process (started on first use)."""
         converter: Converter | None = getattr(self._converters, "current", None)
