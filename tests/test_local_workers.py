@@ -76,15 +76,21 @@ def test_a_worker_whose_server_goes_away_stops_its_ffmpeg_and_exits(media, ffmpe
     stage = tmp_path / "stage"
     stage.mkdir()
     job = assignment("slow.mp4")
-    threading.Thread(target=lambda: pytest.raises(Exception, converter.convert, media.video(seconds=1),
-                                                  job, stage, lambda *a: None, threading.Event()),
-                     daemon=True).start()
+    outcome: list[BaseException] = []
+
+    def convert() -> None:
+        try:
+            converter.convert(media.video(seconds=1), job, stage, lambda *a: None, threading.Event())
+        except BaseException as exc:
+            outcome.append(exc)
+    threading.Thread(target=convert, daemon=True).start()
     pids = fake_processes(tmp_path)
     proc = converter._proc
     assert proc is not None
     proc.stdin.close()  # what the worker sees when the server is killed
     assert proc.wait(15) == 0
     assert_all_stopped(pids)
+    assert isinstance(wait_for(lambda: outcome, timeout=10)[0], OSError | ValueError)  # its pipe closed
 
 
 def test_with_no_local_workers_nothing_is_converted_on_this_mac(media, services, imports):
@@ -118,7 +124,7 @@ def photo_result(job: Assignment, **changes) -> dict:
 def test_a_workers_result_becomes_an_item_with_the_jobs_own_keys(tmp_path):
     job = assignment("a.jpg")
     staged = ConvertedItem.parse(photo_result(job)).staged(tmp_path, job)
-    assert staged.keys == (job.file_key,) and staged.staging_dir == tmp_path and staged.media_id == job.media_id
+    assert (staged.keys, staged.staging_dir, staged.media_id) == ((job.file_key,), tmp_path, job.media_id)
 
 
 @pytest.mark.parametrize("changes", [
