@@ -18,7 +18,6 @@ the outcome is written, or the job is put back; a write the database refuses is 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -33,10 +32,10 @@ from vaultserver.pipeline.convert import KEY_DIR
 from vaultserver.pipeline.diskspace import WAITING_STAGE, DiskRoom, SpaceShortage, is_disk_full
 from vaultserver.pipeline.leases import LeaseKeeper
 from vaultserver.pipeline.local_worker import Converter, ProcessConverter
-from vaultserver.pipeline.outcomes import Outcomes, lease_of
+from vaultserver.pipeline.outcomes import Outcomes, lease_of, work_folder
 from vaultserver.services import Services
 from vaultserver.services.library import DuplicateContent
-from vaultserver.services.queue import JobView, Lease, LeaseLost
+from vaultserver.services.queue import JobView, LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -330,9 +329,3 @@ def wait_until_idle(services: Services, timeout: float | None = None, poll: floa
         with services.queue.changed:
             services.queue.changed.wait(poll)
     return True
-
-
-def work_folder(lease: Lease) -> str:
-    """The staging folder's name: by the lease, not the job, since a worker that lost the job may still be
-    writing its own folder while the job's next holder works in another."""
-    return f"{lease.job_id}.{hashlib.sha256(lease.token.encode()).hexdigest()[:12]}"

@@ -283,6 +283,15 @@ class QueueService:
         self._notify()
         return [JobView.from_row(r) for r in rows]
 
+    def release_owner(self, owner: str) -> int:
+        """Put back every job leased to `owner` (a revoked worker machine), their attempts counted."""
+        with self._claim_lock, self._db.session() as session:
+            now = utcnow()
+            rows = self._release(session, and_(col(ProcessingJob.status) == "processing",
+                                               col(ProcessingJob.lease_owner) == owner), now)
+        self._notify()
+        return len(rows)
+
     # --- writes by the lease holder ---------------------------------------------------------------------
 
     def report(self, job_id: str, stage: str, progress: float, *, token: str) -> None:
