@@ -151,7 +151,7 @@ def test_content_already_in_the_library_ends_the_job_as_a_duplicate(remote, serv
 
 def test_a_revoked_workers_job_goes_back_in_line(remote, services, imports, media):
     lease = leased(remote, services, imports, media)
-    assert remote.release_worker("laptop") == 1
+    assert services.queue.release_owner("remote:laptop") == 1  # what revoking its token does
     assert services.queue.get(lease.job_id).status == "queued"
     with pytest.raises(LeaseLost):
         remote.heartbeat(lease.job_id, lease.token, "transcoding", 0.1)

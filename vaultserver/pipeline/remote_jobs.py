@@ -42,11 +42,10 @@ from vaultserver.services.library import (
     DuplicateContent,
 )
 from vaultserver.services.library_check import check_staged
-from vaultserver.services.queue import JobView, Lease, LeaseLost
+from vaultserver.services.queue import REMOTE_OWNER_PREFIX, JobView, Lease, LeaseLost
 
 log = logging.getLogger(__name__)
 
-REMOTE_OWNER_PREFIX = "remote:"
 _UPLOAD_NAME = re.compile(
     "^(?:" + "|".join(re.escape(n) for n in (IMAGE_FILE, THUMB_FILE, PREVIEW_FILE, POSTER_FILE, ORIGINAL_FILE,
                                             MASTER_PLAYLIST))
@@ -123,14 +122,6 @@ class RemoteJobs:
             log.info("Leased %s to worker %s", job.source_path, worker)
             return RemoteLease(job.id, lease.token, queue.lease_seconds, job.original_name, size)
         return None
-
-    def release_worker(self, worker: str) -> int:
-        """A revoked worker's jobs go back in line at once (its next call is refused anyway)."""
-        released = self._services.queue.release_owner(REMOTE_OWNER_PREFIX + worker)
-        with self._lock:
-            for job_id in [j for j, job in self._jobs.items() if job.worker == worker]:
-                shutil.rmtree(self._jobs.pop(job_id).stage, ignore_errors=True)
-        return released
 
     # --- a leased job ----------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ FINISHED = ("done", "duplicate", "failed", "gone")
 UNSUCCESSFUL = ("duplicate", "failed", "gone")  # "done" is only ever written by mark_committed()
 LEASE_SECONDS = 60.0  # a worker renews its lease every third of this; a silent one loses its job after it
 LOCAL_OWNER_PREFIX = "local:"  # workers of the runtime that owns the data folder; others are remote
+REMOTE_OWNER_PREFIX = "remote:"  # then the worker machine's name
 
 
 def local_owner() -> str:
