@@ -51,7 +51,8 @@ class Services:
     def add_worker(self, name: str, *, actor: str | None) -> NewWorker:
         """A new worker token with its join string: this Mac's LAN URL on the configured port, and the pin of
         the CA the server presents (made first, as `serve` would, if this Vault has none yet)."""
-        pem = served_ca_pem(ensure_certificate(self.paths))
+        ensure_certificate(self.paths)
+        pem = served_ca_pem(self.paths)
         return self.workers.create(name, actor=actor, server_url=server_url(self.settings.current.port),
                                    ca_pin=ca_pin(pem))
 

@@ -31,7 +31,8 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import Session, col, select
 
-from vaultserver.crypto.tls import VPN_GATEWAY, TlsFiles, host_names, local_addresses
+from vaultserver.config import AppPaths
+from vaultserver.crypto.tls import VPN_GATEWAY, host_names, local_addresses, tls_files
 from vaultserver.db import Database
 from vaultserver.db.models import Worker, utcnow
 from vaultserver.errors import NotFoundError, ValidationError
@@ -218,9 +219,10 @@ def _is_lan(address: str) -> bool:
             and address != VPN_GATEWAY)
 
 
-def served_ca_pem(files: TlsFiles) -> bytes:
+def served_ca_pem(paths: AppPaths) -> bytes:
     """The CA certificate a worker pins and trusts: Vault's own CA, or the top of the owner's own chain
-    when the owner supplied the certificate. NotFoundError when Vault has served no certificate yet."""
+    when the owner supplied the certificate. NotFoundError when Vault has made no certificate yet."""
+    files = tls_files(paths)
     if files.ca.exists():
         return files.ca.read_bytes()
     try:
