@@ -72,8 +72,8 @@ class JoinStringDialog(QDialog):
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.reject)
         explain = QLabel(f"On {created.name}, run <tt>vaultserver worker --join '…'</tt> with this join "
-                         "string. It holds the worker's secret: keep it to yourself. Vault shows it only now; "
-                         "if it is lost, revoke the worker and add it again.")
+                         "string. It holds the worker's secret: keep it to yourself. Vault shows it only "
+                         "now; if it is lost, revoke the worker and add it again.")
         explain.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(self.copy_button)
