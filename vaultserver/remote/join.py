@@ -60,7 +60,9 @@ class JoinString:
             fields = json.loads(raw)
         except (binascii.Error, ValueError):
             raise ValidationError(MALFORMED) from None
-        if not isinstance(fields, dict) or fields.get("v") != VERSION:
+        if not isinstance(fields, dict):
+            raise ValidationError(MALFORMED)
+        if fields.get("v") != VERSION:
             raise ValidationError("This join string was made by another version of Vault: make a new one on "
                                   "the server with `vaultserver worker-token create NAME`")
         url, pin, token = fields.get("url"), fields.get("pin"), fields.get("token")
