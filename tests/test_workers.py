@@ -20,6 +20,7 @@ from quart import jsonify
 
 from tests.conftest import make_paths
 from vaultserver.api.workers import current_worker, require_worker
+from vaultserver.config import AppPaths
 from vaultserver.crypto.tls import ensure_certificate
 from vaultserver.errors import NotFoundError, ValidationError
 from vaultserver.remote.join import PREFIX, JoinString, ca_pin
@@ -215,7 +216,7 @@ class _Stranger(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def stranger(paths: Path, tmp_path: Path) -> Iterator[str]:
+def stranger(paths: AppPaths, tmp_path: Path) -> Iterator[str]:
     """A TLS server with another Vault's certificate, handing out the real Vault's (public) CA file."""
     ensure_certificate(paths)
     other = open_services(make_paths(tmp_path / "other"))
