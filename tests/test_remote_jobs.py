@@ -150,8 +150,9 @@ def test_content_already_in_the_library_ends_the_job_as_a_duplicate(remote, serv
 
 
 def test_a_revoked_workers_job_goes_back_in_line(remote, services, imports, media):
+    services.add_worker("laptop", actor="owner")
     lease = leased(remote, services, imports, media)
-    assert services.queue.release_owner("remote:laptop") == 1  # what revoking its token does
+    services.revoke_worker("LAPTOP", actor="owner")  # names are case-insensitive
     assert services.queue.get(lease.job_id).status == "queued"
     with pytest.raises(LeaseLost):
         remote.heartbeat(lease.job_id, lease.token, "transcoding", 0.1)

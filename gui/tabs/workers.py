@@ -185,5 +185,5 @@ class WorkersTab(Tab):
         self.revoke(worker.name)
 
     def revoke(self, name: str) -> None:
-        workers = self.controller.services.workers
-        self.act(lambda: workers.revoke(name, actor=ACTOR), f"Revoked {name}.")
+        services = self.controller.services
+        self.act(lambda: services.revoke_worker(name, actor=ACTOR), f"Revoked {name}.")

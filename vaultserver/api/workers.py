@@ -100,5 +100,5 @@ async def create_worker() -> tuple[Response, int]:
 @bp.delete("/api/admin/workers/<name>")
 @require_auth(admin=True)
 async def revoke_worker(name: str) -> tuple[str, int]:
-    await run(services().workers.revoke, name, actor=g.principal.username)
+    await run(services().revoke_worker, name, actor=g.principal.username)
     return "", 204

@@ -37,7 +37,7 @@ def cmd_worker_token(args: argparse.Namespace, services: Services) -> int:
         if not workers:
             print("No workers yet. Add one with: vaultserver worker-token create NAME")
     elif args.worker_token_command == "revoke":
-        services.workers.revoke(args.name, actor=ACTOR)
+        services.revoke_worker(args.name, actor=ACTOR)
         print(f"Revoked worker {args.name}: its next call is refused, and its job goes back to the queue.")
     return 0
 

@@ -16,7 +16,7 @@ from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
 from vaultserver.services.media import MediaService
-from vaultserver.services.queue import QueueService
+from vaultserver.services.queue import REMOTE_OWNER_PREFIX, QueueService
 from vaultserver.services.sessions import Principal, SessionService, load_signing_secret
 from vaultserver.services.settings import SettingsService
 from vaultserver.services.users import UserService, UserView
@@ -55,6 +55,11 @@ class Services:
         pem = served_ca_pem(self.paths)
         return self.workers.create(name, actor=actor, server_url=server_url(self.settings.current.port),
                                    ca_pin=ca_pin(pem))
+
+    def revoke_worker(self, name: str, *, actor: str | None) -> None:
+        """Refuse the worker's token from now on, and put the jobs it holds back in line at once."""
+        stored = self.workers.revoke(name, actor=actor)
+        self.queue.release_owner(REMOTE_OWNER_PREFIX + stored)
 
     def prune_old_records(self) -> dict[str, int]:
         """Delete audit entries and ended sessions past their retention settings (the runtime does this

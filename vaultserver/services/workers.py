@@ -140,9 +140,9 @@ class WorkerService:
             rows = session.exec(select(Worker).order_by(col(Worker.created_at).desc())).all()
             return [WorkerView.of(row) for row in rows]
 
-    def revoke(self, name: str, *, actor: str | None) -> None:
-        """Refuse this worker's token from its next call on. Its job's lease is not renewed, so the job goes
-        back to the queue when the lease lapses."""
+    def revoke(self, name: str, *, actor: str | None) -> str:
+        """Refuse this worker's token from its next call on; its name as stored. (`Services.revoke_worker`
+        also puts its jobs back in line.)"""
         with self._db.session() as session:
             row = _named(session, name)
             if row is None or row.revoked_at is not None:
@@ -155,6 +155,7 @@ class WorkerService:
         with self._lock:
             self._seen.pop(name, None)
         self._audit.record(AuditEvent("worker_token_revoked", username=actor, resource=name))
+        return name
 
     def authenticate(self, token: str) -> WorkerView:
         """The worker this token belongs to; unknown or revoked: AuthError (401, AUTH_001)."""
