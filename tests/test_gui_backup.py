@@ -196,7 +196,8 @@ def test_the_backup_settings_are_in_the_backups_group_only(qtbot, controller, wi
     qtbot.waitUntil(lambda: page.backups.folder.text() == str(target))
     page.backups.clear_button.click()
     qtbot.waitUntil(lambda: controller.settings.backup_dir == "", timeout=30_000)
-    assert page.backups.folder.text().startswith("None") and not page.backups.clear_button.isEnabled()
+    qtbot.waitUntil(lambda: page.backups.folder.text().startswith("None"))  # the page hears of it next
+    assert not page.backups.clear_button.isEnabled()
 
 
 # --- the Dashboard and the tray -----------------------------------------------------------------------------
