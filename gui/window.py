@@ -16,8 +16,10 @@ from gui.tabs.security import SecurityTab
 from gui.tabs.sessions import SessionsTab
 from gui.tabs.storage import StorageTab
 from gui.tabs.users import UsersTab
+from gui.tabs.workers import WorkersTab
 
-TABS = (DashboardTab, LibraryTab, UsersTab, SessionsTab, NetworkTab, StorageTab, SecurityTab, ActivityTab)
+TABS = (DashboardTab, LibraryTab, UsersTab, SessionsTab, WorkersTab, NetworkTab, StorageTab, SecurityTab,
+        ActivityTab)
 
 
 class AdminWindow(QMainWindow):

@@ -211,3 +211,22 @@ def test_cert_show_and_regenerate_without_a_running_vault(paths, command):
 def test_launching_the_app_is_the_vault_command_not_a_vaultserver_one(paths, command):
     result = command(paths.root, "launch", check=False)
     assert result.returncode == 2 and "invalid choice: 'launch'" in result.stderr
+
+
+def test_worker_token_create_prints_the_join_string_last_then_lists_and_revokes(paths, command):
+    from vaultserver.remote.join import JoinString, ca_pin
+
+    created = command(paths.root, "worker-token", "create", "studio-mac")
+    join = JoinString.decode(created.stdout.strip().splitlines()[-1])
+    assert join.ca_pin == ca_pin((paths.private / "tls" / "ca.pem").read_bytes())
+    assert "vaultserver worker --join" in created.stdout
+    listed = command(paths.root, "worker-token", "list").stdout
+    assert "studio-mac" in listed and "active" in listed and join.token not in listed
+    taken = command(paths.root, "worker-token", "create", "Studio-Mac", check=False)
+    assert taken.returncode == 1 and "already a worker named studio-mac" in taken.stderr
+    assert "Revoked worker studio-mac" in command(paths.root, "worker-token", "revoke", "studio-mac").stdout
+    assert "revoked" in command(paths.root, "worker-token", "list").stdout
+    again = command(paths.root, "worker-token", "revoke", "studio-mac", check=False)
+    assert again.returncode == 1 and "No worker named studio-mac" in again.stderr
+    bad = command(paths.root, "worker-token", "create", "no spaces please", check=False)
+    assert bad.returncode == 1 and "VALIDATION_001" in bad.stderr

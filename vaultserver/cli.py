@@ -20,6 +20,7 @@ from vaultserver.backup.commands import cmd_backup, cmd_restore, cmd_verify_back
 from vaultserver.config import AppPaths, resolve_data_dir
 from vaultserver.errors import VaultError
 from vaultserver.logs import setup_logging
+from vaultserver.remote import token_commands
 from vaultserver.services import Services, open_services
 from vaultserver.services.queue import JobView
 
@@ -330,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--recovery-key-stdin", action="store_true", required=True,
                          help="read the recovery key from standard input (one line)")
     restore.add_argument("--snapshot", help="restore this snapshot (its time stamp) instead of the newest")
+    token_commands.add_parser(sub)
     sub.add_parser("doctor", help="check ffmpeg, key store, permissions and database")
     sub.add_parser("self-check", help="prove this install works end to end, in a temporary data folder")
     return parser
@@ -340,6 +342,7 @@ SERVICE_COMMANDS: dict[str, Callable[[argparse.Namespace, Services], int]] = {
     "keys": cmd_keys,
     "user": cmd_user,
     "sessions": cmd_sessions,
+    "worker-token": token_commands.cmd_worker_token,
 }
 PATH_COMMANDS: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
     "backup": cmd_backup,

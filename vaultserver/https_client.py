@@ -53,18 +53,21 @@ class HttpsClient:
 
     `login` keeps the access token it gets and later requests send it; `token=` overrides it for one
     request (an empty string sends none). `source` binds the local address (to appear as another peer).
+    `context`: a TLS context made elsewhere (a remote worker's, trusting only the pinned CA) instead of one
+    trusting `ca`.
     """
 
     def __init__(self, port: int, ca: Path | str | None, host: str = "127.0.0.1", *,
                  source: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 check_hostname: bool = True) -> None:
+                 check_hostname: bool = True, context: ssl.SSLContext | None = None) -> None:
         self.port, self.host, self.ca = port, host, ca
         self.source, self.timeout, self.check_hostname = source, timeout, check_hostname
         self.token: str | None = None
+        self._given_context = context
 
     @cached_property
     def context(self) -> ssl.SSLContext:
-        return client_context(self.ca, self.check_hostname)
+        return self._given_context or client_context(self.ca, self.check_hostname)
 
     def request(self, method: str, path: str, json: Any = None, *, headers: dict[str, str] | None = None,
                 token: str | None = None) -> Reply:

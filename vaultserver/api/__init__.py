@@ -7,7 +7,7 @@ import logging
 from quart import Quart, Response, g, jsonify, request
 
 from vaultserver import __version__
-from vaultserver.api import admin, auth, errors, media, sessions, web
+from vaultserver.api import admin, auth, errors, media, sessions, web, workers
 from vaultserver.api.context import run
 from vaultserver.api.errors import error_response
 from vaultserver.api.gate import NetworkGate
@@ -68,7 +68,7 @@ def create_app(services: Services) -> Quart:
         counts = await run(services.queue.counts)
         return jsonify({"status": "ok", "version": __version__, "queue": {"active": counts.active}})
 
-    for blueprint in (auth.bp, media.bp, sessions.bp, admin.bp, web.bp):
+    for blueprint in (auth.bp, media.bp, sessions.bp, admin.bp, workers.bp, web.bp):
         app.register_blueprint(blueprint)
     errors.install(app)
     return app

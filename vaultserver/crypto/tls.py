@@ -291,6 +291,12 @@ def _current(files: TlsFiles, ca_cert: x509.Certificate, names: list[str], addre
     return fresh and set(names) | set(addresses) <= have
 
 
+def tls_files(paths: AppPaths) -> TlsFiles:
+    """Where the served certificate's files are (they may not exist yet: see `ensure_certificate`)."""
+    folder = paths.private / "tls"
+    return TlsFiles(folder / "server.pem", folder / "server.key", folder / "ca.pem")
+
+
 def ensure_certificate(paths: AppPaths, force: bool = False) -> TlsFiles:
     """Make (or re-issue) the server certificate when missing, expiring, not naming a current address, or
     when the CA was (re)made.
@@ -299,7 +305,7 @@ def ensure_certificate(paths: AppPaths, force: bool = False) -> TlsFiles:
     """
     folder = paths.private / "tls"
     folder.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-    files = TlsFiles(folder / "server.pem", folder / "server.key", folder / "ca.pem")
+    files = tls_files(paths)
     vault_made = (folder / SEALED_CA_KEY).exists() or (folder / LEGACY_CA_KEY).exists()
     if files.cert.exists() and not vault_made and not force:
         return files

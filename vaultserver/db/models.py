@@ -186,3 +186,27 @@ class PlaybackPosition(SQLModel, table=True):
     media_id: str = Field(foreign_key="media_files.id", ondelete="CASCADE", primary_key=True, max_length=32)
     position: float = 0.0
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Worker(SQLModel, table=True):
+    """A machine allowed to convert for this Vault over HTTPS, known by the token it was given.
+
+    Only the token's SHA-256 is kept: the secret is 32 random bytes, so a fast hash cannot be guessed back.
+    A revoked worker keeps its row (the admin window lists it) until its name is given out again.
+    """
+
+    __tablename__ = "worker"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(unique=True, max_length=40)
+    token_hash: str = Field(index=True, unique=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str | None = Field(default=None, max_length=64)
+    revoked_at: datetime | None = None
+    # What the worker last told the server: where it called from, what it can encode, what it works on.
+    last_seen_at: datetime | None = None
+    address: str | None = Field(default=None, max_length=64)
+    encoders: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    job_id: str | None = Field(default=None, max_length=32)
+    stage: str | None = Field(default=None, max_length=32)
+    progress: float | None = None

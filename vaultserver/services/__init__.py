@@ -8,8 +8,10 @@ from typing import Any
 
 from vaultserver.config import AppPaths
 from vaultserver.crypto.keystore import KeyStore, choose_backend
+from vaultserver.crypto.tls import ensure_certificate
 from vaultserver.db import Database, open_database
 from vaultserver.db.models import utcnow
+from vaultserver.remote.join import ca_pin
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
@@ -18,6 +20,7 @@ from vaultserver.services.queue import QueueService
 from vaultserver.services.sessions import Principal, SessionService, load_signing_secret
 from vaultserver.services.settings import SettingsService
 from vaultserver.services.users import UserService, UserView
+from vaultserver.services.workers import NewWorker, WorkerService, served_ca_pem, server_url
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Services:
     users: UserService
     sessions: SessionService
     media: MediaService  # what the media routes read: the one door, where the access rule will live
+    workers: WorkerService
 
     def close(self) -> None:
         self.db.dispose()
@@ -43,6 +47,14 @@ class Services:
         if changes.get("is_active") is False or changes.get("password") is not None:
             self.sessions.revoke_all_for_user(user_id, "account_changed_by_admin", None, actor)
         return user
+
+    def add_worker(self, name: str, *, actor: str | None) -> NewWorker:
+        """A new worker token with its join string: this Mac's LAN URL on the configured port, and the pin of
+        the CA the server presents (made first, as `serve` would, if this Vault has none yet)."""
+        ensure_certificate(self.paths)
+        pem = served_ca_pem(self.paths)
+        return self.workers.create(name, actor=actor, server_url=server_url(self.settings.current.port),
+                                   ca_pin=ca_pin(pem))
 
     def prune_old_records(self) -> dict[str, int]:
         """Delete audit entries and ended sessions past their retention settings (the runtime does this
@@ -70,4 +82,4 @@ def open_services(paths: AppPaths, key_store: KeyStore | None = None) -> Service
     library = LibraryService(paths, db, keys, audit, queue)
     sessions = SessionService(db, audit, settings, load_signing_secret(paths.private / "jwt.secret"))
     return Services(paths, db, settings, audit, keys, library, queue, UserService(db, audit), sessions,
-                    MediaService(paths, library, keys, audit))
+                    MediaService(paths, library, keys, audit), WorkerService(db, audit))
