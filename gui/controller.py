@@ -319,8 +319,6 @@ class VaultController(QObject):
         if self.runtime.restarts_listener(old, new):
             self.message.emit(f"Restarting the server on port {new.port}; open pages reconnect by "
                               "themselves.")
-        elif old.local_workers != new.local_workers:
-            self.message.emit("The number of concurrent conversions applies the next time Vault starts.")
         self.settings_changed.emit(new)
 
     # --- status ------------------------------------------------------------------------------------------

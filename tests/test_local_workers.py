@@ -137,3 +137,23 @@ def test_a_result_that_is_not_its_jobs_or_is_malformed_is_refused(tmp_path, chan
     job = assignment("a.jpg")
     with pytest.raises(WireError):
         ConvertedItem.parse(photo_result(job, **changes)).staged(tmp_path, job)
+
+
+def alive() -> list[str]:
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("vault-worker-"))
+
+
+def test_a_new_number_of_local_workers_applies_without_a_restart(services):
+    pipeline = Pipeline(services)
+    services.settings.update(local_workers=1)
+    pipeline.workers.start()
+    try:
+        assert wait_for(lambda: alive() == ["vault-worker-0"], timeout=5)
+        services.settings.update(local_workers=3)
+        pipeline.workers.resize()
+        assert wait_for(lambda: alive() == ["vault-worker-0", "vault-worker-1", "vault-worker-2"], timeout=5)
+        services.settings.update(local_workers=0)
+        pipeline.workers.resize()
+        assert wait_for(lambda: alive() == [], timeout=15)
+    finally:
+        pipeline.workers.stop()

@@ -284,6 +284,8 @@ class VaultRuntime:
         if old.import_path(self.paths) != new.import_path(self.paths):
             self.pipeline.watcher.stop()
             self.pipeline.watcher.start(new.import_path(self.paths))
+        if old.local_workers != new.local_workers:
+            self.pipeline.workers.resize()
 
     def urls(self) -> list[str]:
         return urls_for(self.endpoint.host, self.endpoint.port) if self.endpoint else []

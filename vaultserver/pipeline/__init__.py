@@ -11,6 +11,7 @@ from typing import Any
 from vaultserver.ffmpeg import ffmpeg
 from vaultserver.pipeline.convert import remove_leftover_key_files
 from vaultserver.pipeline.diskspace import DiskSpaceError
+from vaultserver.pipeline.remote_jobs import RemoteJobs
 from vaultserver.pipeline.watcher import ImportWatcher
 from vaultserver.pipeline.workers import WorkerPool, wait_until_idle
 from vaultserver.services import Services
@@ -26,6 +27,7 @@ class Pipeline:
         self.services = services
         self.watcher = ImportWatcher(services.settings, services.queue)
         self.workers = WorkerPool(services, ffmpeg, disk_usage=disk_usage, count=local_workers)
+        self.remote = RemoteJobs(services, self.workers.outcomes, self.workers.disk)  # worker machines' jobs
 
     def recover(self) -> None:
         """After a crash: finish a half-done key rotation, re-queue interrupted jobs, sweep partial output."""

@@ -153,8 +153,8 @@ class ProcessConverter:
             self._proc = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True, bufsize=1,
                                           start_new_session=True, preexec_fn=lower_priority)
-            threading.Thread(target=_relay_log, args=(self._proc,), name=f"vault-worker-log-{self._proc.pid}",
-                             daemon=True).start()
+            threading.Thread(target=_relay_log, args=(self._proc,), daemon=True,
+                             name=f"vault-log-of-worker-{self._proc.pid}").start()
             log.info("Started worker process %d", self._proc.pid)
         return self._proc
 

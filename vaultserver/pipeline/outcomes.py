@@ -10,6 +10,7 @@ nothing about it. The server's local pool and the routes remote workers call bot
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -33,6 +34,12 @@ def lease_of(job: JobView) -> Lease:
     if job.lease is None:
         raise RuntimeError(f"Job {job.id} is converted without a lease")
     return job.lease
+
+
+def work_folder(lease: Lease) -> str:
+    """The staging folder's name: by the lease, not the job, since a worker that lost the job may still be
+    writing its own folder while the job's next holder works in another."""
+    return f"{lease.job_id}.{hashlib.sha256(lease.token.encode()).hexdigest()[:12]}"
 
 
 class Outcomes:

@@ -18,7 +18,6 @@ the outcome is written, or the job is put back; a write the database refuses is 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -33,10 +32,10 @@ from vaultserver.pipeline.convert import KEY_DIR
 from vaultserver.pipeline.diskspace import WAITING_STAGE, DiskRoom, SpaceShortage, is_disk_full
 from vaultserver.pipeline.leases import LeaseKeeper
 from vaultserver.pipeline.local_worker import Converter, ProcessConverter
-from vaultserver.pipeline.outcomes import Outcomes, lease_of
+from vaultserver.pipeline.outcomes import Outcomes, lease_of, work_folder
 from vaultserver.services import Services
 from vaultserver.services.library import DuplicateContent
-from vaultserver.services.queue import JobView, Lease, LeaseLost
+from vaultserver.services.queue import JobView, LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +63,7 @@ class WorkerPool:
         self._unwritten: dict[str, Callable[[], None]] = {}  # job id -> queue write the database refused
         self._keepers: set[LeaseKeeper] = set()  # of the jobs under way: stop() cancels them
         self._threads: list[threading.Thread] = []
+        self._minimum = 0  # workers however few the setting asks for (a one-off run needs one)
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -92,11 +92,24 @@ class WorkerPool:
     def start(self, minimum: int = 0) -> None:
         self._stop.clear()
         self.cancel.clear()
-        count = max(minimum, self.size)
-        self._threads = [threading.Thread(target=self._loop, name=f"vault-worker-{i}", daemon=True)
-                         for i in range(count)]
-        for t in self._threads:
-            t.start()
+        self._minimum = minimum
+        self._threads = []
+        self.resize()
+
+    def resize(self) -> None:
+        """Follow a changed `local_workers` setting: new workers start now; surplus ones end after their
+        current job (nothing under way is interrupted)."""
+        with self._state:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            running = {t.name for t in self._threads}
+            for index in range(max(self._minimum, self.size)):
+                if f"vault-worker-{index}" in running:
+                    continue
+                thread = threading.Thread(target=self._loop, args=(index,), name=f"vault-worker-{index}",
+                                          daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        self._wake()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -140,16 +153,24 @@ class WorkerPool:
         with self._services.queue.changed:
             self._services.queue.changed.notify_all()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._running.wait()
-            if self._stop.is_set():
-                break
-            try:
-                self._step()
-            except Exception:  # a failing database or disk must not end the worker: try again shortly
-                log.exception("A worker step failed")
-                self._stop.wait(1.0)
+    def _loop(self, index: int) -> None:
+        try:
+            while not self._stop.is_set() and index < max(self._minimum, self.size):
+                self._running.wait()
+                if self._stop.is_set():
+                    break
+                try:
+                    self._step()
+                except Exception:  # a failing database or disk must not end the worker: try again shortly
+                    log.exception("A worker step failed")
+                    self._stop.wait(1.0)
+        finally:
+            converter: Converter | None = getattr(self._converters, "current", None)
+            if converter is not None:  # this thread's worker process ends with it
+                with self._state:
+                    if converter in self._all_converters:
+                        self._all_converters.remove(converter)
+                converter.close()
 
     def _step(self) -> None:
         queue = self._services.queue
@@ -330,9 +351,3 @@ def wait_until_idle(services: Services, timeout: float | None = None, poll: floa
         with services.queue.changed:
             services.queue.changed.wait(poll)
     return True
-
-
-def work_folder(lease: Lease) -> str:
-    """The staging folder's name: by the lease, not the job, since a worker that lost the job may still be
-    writing its own folder while the job's next holder works in another."""
-    return f"{lease.job_id}.{hashlib.sha256(lease.token.encode()).hexdigest()[:12]}"

@@ -1,4 +1,5 @@
-"""Proving that every file of a library item decrypts: after a restore, in a backup's deep check, on demand.
+"""Proving that every file of a library item decrypts: after a restore, in a backup's deep check, on demand,
+and before a worker machine's result is committed (`check_staged`: its own keys, not yet stored).
 
 An item's folder (`library/<id>/`, or the same layout under a backup's `library/`) must hold exactly what its
 type calls for. Each at-rest container file is decrypted as a stream (one chunk in memory, plaintext thrown
@@ -15,7 +16,9 @@ and the database open the library together, which is what a restore has to show.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -34,6 +37,7 @@ from vaultserver.services.library import (
     PREVIEW_FILE,
     THUMB_FILE,
     MediaItem,
+    StagedItem,
 )
 
 TS_PACKET = 188
@@ -62,6 +66,22 @@ def check_items(library_root: Path, items: Iterable[MediaItem], keys: KeyService
     return problems
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What an item's folder must hold."""
+
+    type: str
+    renditions: list[dict[str, Any]]
+    has_original: bool
+
+
+@dataclass(frozen=True)
+class _HlsKey:
+    id: str
+    key: bytes
+    iv: str | None
+
+
 def check_item(library_root: Path, item: MediaItem, keys: KeyService) -> list[str]:
     """The problems of one item (empty when every file of it decrypts)."""
     folder = library_root / item.id
@@ -72,13 +92,38 @@ def check_item(library_root: Path, item: MediaItem, keys: KeyService) -> list[st
         file_key = keys.data_key(keys.key_id(item.id, "file"))
     except VaultError as exc:
         return [f"{label}: its file key cannot be opened: {exc.message}"]
+
+    def hls_key() -> _HlsKey:
+        row = keys.key_row(item.id, "hls")
+        return _HlsKey(row.id, keys.data_key(row.id), row.iv)
+    shape = _Shape(item.type, item.renditions, item.has_original)
+    return _check_folder(folder, label, shape, file_key, hls_key)
+
+
+def check_staged(staged: StagedItem) -> list[str]:
+    """The problems of a converted item before its commit, checked with the keys it was made with."""
+    label = f"The result for {staged.original_name}"
+    keys = {key.purpose: key for key in staged.keys}
+    if not staged.staging_dir.is_dir() or "file" not in keys:
+        return [f"{label}: its files or its file key are missing"]
+
+    def hls_key() -> _HlsKey:
+        if "hls" not in keys:
+            raise VaultError("no HLS key")
+        return _HlsKey(keys["hls"].id, keys["hls"].key, keys["hls"].iv)
+    shape = _Shape(staged.media_type, list(staged.renditions), staged.has_original)
+    return _check_folder(staged.staging_dir, label, shape, keys["file"].key, hls_key)
+
+
+def _check_folder(folder: Path, label: str, item: _Shape, file_key: bytes,
+                  hls_key: Callable[[], _HlsKey]) -> list[str]:
     problems: list[str] = []
     seen: set[Path] = set()
     for name in _expected_sealed(item):
         seen.add(folder / name)
         problems += _report(label, name, _check_sealed, folder / name, file_key)
     if item.type == "video":
-        problems += _check_video(label, folder, item, keys, file_key, seen)
+        problems += _check_video(label, folder, item, hls_key, file_key, seen)
     # Names starting with "." are temporary ones (a copy under way), never a file of the item.
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p not in seen
                        and not p.name.startswith(".")):
@@ -90,7 +135,7 @@ def check_item(library_root: Path, item: MediaItem, keys: KeyService) -> list[st
     return problems
 
 
-def _expected_sealed(item: MediaItem) -> list[str]:
+def _expected_sealed(item: _Shape) -> list[str]:
     if item.type == "image":
         names = [IMAGE_FILE, THUMB_FILE]
     else:
@@ -118,12 +163,12 @@ def _check_sealed(path: Path, file_key: bytes) -> None:
         pass  # authenticated chunk by chunk; the plaintext is not kept
 
 
-def _check_video(label: str, folder: Path, item: MediaItem, keys: KeyService, file_key: bytes,
-                 seen: set[Path]) -> list[str]:
+def _check_video(label: str, folder: Path, item: _Shape, open_hls_key: Callable[[], _HlsKey],
+                 file_key: bytes, seen: set[Path]) -> list[str]:
     """Every segment each variant playlist names: present, and decrypting with the item's HLS key."""
     try:
-        hls_row = keys.key_row(item.id, "hls")
-        hls_key = keys.data_key(hls_row.id)
+        hls_row = open_hls_key()
+        hls_key = hls_row.key
     except VaultError as exc:
         return [f"{label}: its HLS key cannot be opened: {exc.message}"]
     problems: list[str] = []

@@ -36,6 +36,7 @@ FINISHED = ("done", "duplicate", "failed", "gone")
 UNSUCCESSFUL = ("duplicate", "failed", "gone")  # "done" is only ever written by mark_committed()
 LEASE_SECONDS = 60.0  # a worker renews its lease every third of this; a silent one loses its job after it
 LOCAL_OWNER_PREFIX = "local:"  # workers of the runtime that owns the data folder; others are remote
+REMOTE_OWNER_PREFIX = "remote:"  # then the worker machine's name
 
 
 def local_owner() -> str:
@@ -282,6 +283,15 @@ class QueueService:
             rows = self._release(session, or_(_lapsed(now), local), now)
         self._notify()
         return [JobView.from_row(r) for r in rows]
+
+    def release_owner(self, owner: str) -> int:
+        """Put back every job leased to `owner` (a revoked worker machine), their attempts counted."""
+        with self._claim_lock, self._db.session() as session:
+            now = utcnow()
+            rows = self._release(session, and_(col(ProcessingJob.status) == "processing",
+                                               col(ProcessingJob.lease_owner) == owner), now)
+        self._notify()
+        return len(rows)
 
     # --- writes by the lease holder ---------------------------------------------------------------------
 
