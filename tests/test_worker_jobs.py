@@ -19,6 +19,7 @@ from vaultserver.api.worker_jobs import LEASE_HEADER
 from vaultserver.pipeline.diskspace import DiskRoom
 from vaultserver.pipeline.outcomes import Outcomes
 from vaultserver.pipeline.remote_jobs import RemoteJobs
+from vaultserver.remote.worker import KNOWN_ENCODERS, detect_encoders
 from vaultserver.services import Services
 
 ENCODERS = {"encoders": ["libx264", "libwebp_anim"]}
@@ -110,3 +111,9 @@ def test_uploads_outside_the_job_or_over_its_size_are_refused(
     stale = client.send("PUT", f"{jobs}/files/image.vlt", b"x", {**auth, LEASE_HEADER: "stale" * 10})
     assert (stale.status, stale.code) == (409, "MEDIA_003")
     assert not [p for p in services.paths.staging.rglob("*") if p.is_file()]
+
+
+def test_a_worker_reports_the_encoders_vault_needs_from_its_ffmpeg(ffmpeg_bin: str) -> None:
+    found = detect_encoders(ffmpeg_bin)
+    assert set(RemoteJobs.REQUIRED_ENCODERS) <= set(found)
+    assert set(found) <= set(KNOWN_ENCODERS)
