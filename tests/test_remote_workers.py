@@ -156,7 +156,7 @@ def test_a_video_whose_worker_is_killed_is_finished_by_another_once_the_lease_la
     assert [i.id for i in items] == [job.media_id]
     decoded = play_hls(vault.services, items[0].id, tmp_path / "play", ffmpeg_bin)
     assert decoded.seconds > 7 and decoded.has_audio
-    assert "committed as item" in vault.worker_log(second_scratch)
+    wait_for(lambda: "committed as item" in vault.worker_log(second_scratch), timeout=10)  # after the 201
 
     # The killed worker could not wipe its job folder; started again, it does, before any new job.
     assert plaintext_findings(first_scratch)
@@ -215,6 +215,6 @@ def test_a_revoked_worker_is_refused_and_its_job_goes_to_another(
     other = vault.worker(vault.join_string("other"), other_scratch)
     job = vault.finished("revoked.mp4")
     assert job.status == "done" and job.attempts == 2
-    assert "committed as item" in vault.worker_log(other_scratch)
+    wait_for(lambda: "committed as item" in vault.worker_log(other_scratch), timeout=10)  # after the 201
     assert stop_worker(other) == 0
     assert plaintext_findings(other_scratch) == []
