@@ -20,7 +20,7 @@ from vaultserver.backup.commands import cmd_backup, cmd_restore, cmd_verify_back
 from vaultserver.config import AppPaths, resolve_data_dir
 from vaultserver.errors import VaultError
 from vaultserver.logs import setup_logging
-from vaultserver.remote import token_commands
+from vaultserver.remote import token_commands, worker_command
 from vaultserver.services import Services, open_services
 from vaultserver.services.queue import JobView
 
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="conversion processes on this Mac (default from settings: half its cores; "
                             "0: only worker machines convert)")
     worker = sub.add_parser("worker", help="convert for a Vault (run by the server, or on a worker machine)")
-    worker.add_argument("--pipe", action="store_true", help=argparse.SUPPRESS)
+    worker_command.add_arguments(worker)
 
     user = sub.add_parser("user", help="add, list, change or disable accounts")
     user_sub = user.add_subparsers(dest="user_command", required=True)
@@ -355,22 +355,12 @@ PATH_COMMANDS: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
 }
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    """A conversion worker. `--pipe`: one of this Mac's own, started by the server, which talks to it over
-    stdin/stdout; it logs to stderr, which the server keeps in its log."""
-    from vaultserver.pipeline.local_worker import run_pipe_worker
-
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    return run_pipe_worker()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "self-check":
         return cmd_self_check(args)
     if args.command == "worker":
-        return cmd_worker(args)
+        return worker_command.cmd_worker(args)
     paths = AppPaths(resolve_data_dir(args.data_dir))
     try:
         # The doctor looks at the data folder as it was found; verify-backup reads only the backup.

@@ -163,7 +163,7 @@ class VaultRuntime:
                 files = ensure_certificate(self.paths)
                 self._tls, self._served_tls = files, _stamp(files)
                 self._seen_tls = self._served_tls
-                self.server = HttpsServer(self.services, files)
+                self.server = HttpsServer(self.services, files, remote_jobs=self.pipeline.remote)
                 endpoint = self.server.start(host, port)
             except Exception as exc:
                 self.server = None

@@ -12,6 +12,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -20,6 +21,9 @@ from vaultserver.api import create_app
 from vaultserver.crypto.tls import TlsFiles
 from vaultserver.errors import VaultError
 from vaultserver.services import Services
+
+if TYPE_CHECKING:
+    from vaultserver.pipeline.remote_jobs import RemoteJobs
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +68,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class HttpsServer:
-    def __init__(self, services: Services, tls: TlsFiles) -> None:
+    def __init__(self, services: Services, tls: TlsFiles, remote_jobs: RemoteJobs | None = None) -> None:
         self._services = services
+        self._remote_jobs = remote_jobs
         self._tls = tls
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -93,7 +98,7 @@ class HttpsServer:
         self._fd = sock.detach()  # Hypercorn owns (and closes) the listening socket from here on
         config = self._config()
         ready = threading.Event()
-        app = create_app(self._services)
+        app = create_app(self._services, self._remote_jobs)
 
         async def main() -> None:
             self._loop = asyncio.get_running_loop()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from quart import Quart, Response, g, jsonify, request
 
 from vaultserver import __version__
-from vaultserver.api import admin, auth, errors, media, sessions, web, workers
+from vaultserver.api import admin, auth, errors, media, sessions, web, worker_jobs, workers
 from vaultserver.api.context import run
 from vaultserver.api.errors import error_response
 from vaultserver.api.gate import NetworkGate
 from vaultserver.services import Services
+
+if TYPE_CHECKING:
+    from vaultserver.pipeline.remote_jobs import RemoteJobs
 from vaultserver.services.audit import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -32,9 +36,12 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(services: Services) -> Quart:
+def create_app(services: Services, remote_jobs: RemoteJobs | None = None) -> Quart:
+    """`remote_jobs`: the conversion's side for worker machines (None: their job routes answer 503)."""
     app = Quart(__name__, static_folder=None)
-    app.config.update(VAULT_SERVICES=services, MAX_CONTENT_LENGTH=64 * 1024, JSON_SORT_KEYS=False)
+    app.request_class = worker_jobs.UploadingRequest  # a worker's upload may exceed MAX_CONTENT_LENGTH
+    app.config.update(VAULT_SERVICES=services, VAULT_REMOTE_JOBS=remote_jobs, MAX_CONTENT_LENGTH=64 * 1024,
+                      JSON_SORT_KEYS=False)
     gate = {"current": NetworkGate(services.settings.current)}
     services.settings.subscribe(lambda _old, new: gate.update(current=NetworkGate(new)))  # applies live
 
@@ -68,7 +75,7 @@ def create_app(services: Services) -> Quart:
         counts = await run(services.queue.counts)
         return jsonify({"status": "ok", "version": __version__, "queue": {"active": counts.active}})
 
-    for blueprint in (auth.bp, media.bp, sessions.bp, admin.bp, workers.bp, web.bp):
+    for blueprint in (auth.bp, media.bp, sessions.bp, admin.bp, workers.bp, worker_jobs.bp, web.bp):
         app.register_blueprint(blueprint)
     errors.install(app)
     return app
