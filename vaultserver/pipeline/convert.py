@@ -183,13 +183,15 @@ def sha256_of(path: Path, on_progress: Callable[[float], None] | None = None) ->
     return digest.hexdigest()
 
 
-def convert(source: Path, job: Assignment, stage: Path, key_dir: Path, ffmpeg: str, progress: Progress,
+def convert(source: Path, job: Assignment, stage: Path, key_dir: Path, ffmpeg: Callable[[], str],
+            progress: Progress,
             cancel: threading.Event | None = None, limits: FfmpegLimits = DEFAULT_LIMITS) -> StagedItem:
     """Convert `source` into the empty folder `stage`, encrypted with the job's keys. MediaError for input
-    that is not a photo or video Vault can read; InterruptedError if `cancel` stopped it."""
+    that is not a photo or video Vault can read; InterruptedError if `cancel` stopped it. `ffmpeg` is asked
+    for only when a video needs it: photos convert without one."""
     if images.is_image(source):
         return _image(source, job, stage, progress)
-    return _video(source, job, stage, key_dir, ffmpeg, progress, cancel, limits)
+    return _video(source, job, stage, key_dir, ffmpeg(), progress, cancel, limits)
 
 
 def _keep_original(source: Path, job: Assignment, stage: Path, progress: Progress) -> bool:

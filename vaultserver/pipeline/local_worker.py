@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from vaultserver.background import lower_priority, own_command
-from vaultserver.errors import MediaError
+from vaultserver.errors import ConfigurationError, MediaError, VaultError
 from vaultserver.ffmpeg import DEFAULT_LIMITS, FfmpegLimits
 from vaultserver.pipeline.convert import Assignment, ConvertedItem, Progress, convert, sha256_of
 from vaultserver.pipeline.diskspace import is_disk_full
@@ -68,7 +68,7 @@ class InlineConverter:
 
     def convert(self, source: Path, job: Assignment, stage: Path, progress: Progress,
                 cancel: threading.Event) -> StagedItem:
-        return convert(source, job, stage, self._key_dir, self._ffmpeg(), progress, cancel, self._limits)
+        return convert(source, job, stage, self._key_dir, self._ffmpeg, progress, cancel, self._limits)
 
     def close(self) -> None:
         pass
@@ -104,7 +104,7 @@ class ProcessConverter:
                 cancel: threading.Event) -> StagedItem:
         try:
             answer = self._ask({"op": "convert", "source": str(source), "stage": str(stage),
-                                "key_dir": str(self._key_dir), "ffmpeg": self._ffmpeg(),
+                                "key_dir": str(self._key_dir), "ffmpeg": self._ffmpeg_or_why(),
                                 "limits": asdict(self._limits), "job": job.to_wire()}, progress, cancel)
         except WorkerDied:
             # It could not remove the HLS key file it wrote for ffmpeg: no key outlives its job.
@@ -112,6 +112,13 @@ class ProcessConverter:
                 leftover.unlink(missing_ok=True)
             raise
         return ConvertedItem.parse(answer["converted"]).staged(stage, job)
+
+    def _ffmpeg_or_why(self) -> dict[str, str]:
+        """The ffmpeg to use, or why there is none: a photo converts without it."""
+        try:
+            return {"path": self._ffmpeg()}
+        except VaultError as exc:
+            return {"missing": exc.message}
 
     def close(self) -> None:
         with self._lock:
@@ -197,10 +204,12 @@ class ProcessConverter:
 def _relay_log(proc: subprocess.Popen[str]) -> None:
     """The child's log lines ("LEVEL name: message") into this process's log, at their own level."""
     assert proc.stderr is not None
+    level = logging.WARNING
     for line in proc.stderr:
-        level, _, rest = line.rstrip().partition(" ")
-        log.log(logging.getLevelName(level) if level in LEVELS else logging.WARNING, "worker %d: %s",
-                proc.pid, rest if level in LEVELS else line.rstrip())
+        first, _, rest = line.rstrip().partition(" ")
+        if first in LEVELS:  # else a traceback's next line: at the level of the line it belongs to
+            level, line = logging.getLevelName(first), rest
+        log.log(level, "worker %d: %s", proc.pid, line.rstrip())
 
 
 def _error_from(error: dict[str, Any]) -> Exception:
@@ -266,8 +275,13 @@ def _serve(request: dict[str, Any], progress: Progress, cancel: threading.Event)
     if op == "hash":
         return {"sha256": hash_file(Path(request["source"]), progress, cancel)}
     if op == "convert":
-        ffmpeg = str(request["ffmpeg"])
-        converter = InlineConverter(lambda: ffmpeg, Path(request["key_dir"]),
+        located = dict(request["ffmpeg"])
+
+        def ffmpeg() -> str:
+            if "path" not in located:
+                raise ConfigurationError(located.get("missing", "No ffmpeg"))
+            return str(located["path"])
+        converter = InlineConverter(ffmpeg, Path(request["key_dir"]),
                                     FfmpegLimits(**request.get("limits", {})))
         staged = converter.convert(Path(request["source"]), Assignment.from_wire(request["job"]),
                                    Path(request["stage"]), progress, cancel)
