@@ -112,7 +112,7 @@ def test_a_result_that_does_not_decrypt_or_is_not_its_jobs_fails_the_job_and_add
         result["media_id"] = "f" * 32
     with pytest.raises(ResultRefused) as refused:
         remote.commit(lease.job_id, lease.token, result)
-    assert (refused.value.status, refused.value.code) == (422, "MEDIA_004")
+    assert (refused.value.status, refused.value.code) == (422, "MEDIA_005")
     job = services.queue.get(lease.job_id)
     assert (job.status, job.stage) == ("queued", "waiting to retry") and "unusable result" in job.error
     assert services.library.all_items() == [] and (imports / "far.jpg").exists()

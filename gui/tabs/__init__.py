@@ -80,7 +80,9 @@ def make_table(headers: Sequence[str]) -> QTableWidget:
 
 
 def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequence[str] = ()) -> None:
-    """Replace the rows; `keys[i]` (an id) is kept on row i's first cell for `selected_key`."""
+    """Replace the rows; `keys[i]` (an id) is kept on row i's first cell for `selected_key`, and the row
+    selected before stays selected (a periodic refresh must not drop the owner's choice)."""
+    selected = selected_key(table)
     table.setRowCount(len(rows))
     for r, row in enumerate(rows):
         for c, value in enumerate(row):
@@ -88,6 +90,8 @@ def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequ
             if c == 0 and r < len(keys):
                 item.setData(Qt.ItemDataRole.UserRole, keys[r])
             table.setItem(r, c, item)
+    if selected is not None and selected in keys:
+        table.selectRow(list(keys).index(selected))
 
 
 def selected_key(table: QTableWidget) -> str | None:

@@ -90,14 +90,10 @@ class UsersTab(Tab):
         self.load(self.controller.services.users.list, self._show)
 
     def _show(self, users: list[UserView]) -> None:
-        selected = selected_key(self.table)
         self.users = {u.id: u for u in users}
         fill_table(self.table, [(u.username, u.role, "active" if u.is_active else "disabled",
                                  when(u.last_login_at) or "never", when(u.created_at)) for u in users],
                    [u.id for u in users])
-        for row, user in enumerate(users):
-            if user.id == selected:
-                self.table.selectRow(row)
         self._selection_changed()
 
     def selected(self) -> UserView | None:

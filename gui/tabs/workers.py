@@ -141,15 +141,11 @@ class WorkersTab(Tab):
             self.refresh()
 
     def _show(self, workers: list[WorkerView]) -> None:
-        selected = selected_key(self.table)
         self.workers = {w.name: w for w in workers}
         fill_table(self.table, [(w.name, ", ".join(w.encoders), _job(w), _progress(w),
                                  when(w.last_seen_at) or "never", w.address or "",
                                  "revoked" if w.revoked else "active") for w in workers],
                    [w.name for w in workers])
-        for row, worker in enumerate(workers):
-            if worker.name == selected:
-                self.table.selectRow(row)
         self._selection_changed()
 
     def selected(self) -> WorkerView | None:

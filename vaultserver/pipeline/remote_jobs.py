@@ -57,7 +57,7 @@ STAGE_MAX = 40  # characters of a worker's stage name kept
 class ResultRefused(VaultError):
     """What a worker sent is not a sound result for its job; the job is failed (and retried)."""
 
-    code = "MEDIA_004"
+    code = "MEDIA_005"
     status = 422
 
 
