@@ -214,7 +214,7 @@ def test_launching_the_app_is_the_vault_command_not_a_vaultserver_one(paths, com
 
 
 def test_worker_token_create_prints_the_join_string_last_then_lists_and_revokes(paths, command):
-    from vaultserver.remote.join import JoinString, ca_pin
+    from vaultserver.join_string import JoinString, ca_pin
 
     created = command(paths.root, "worker-token", "create", "studio-mac")
     join = JoinString.decode(created.stdout.strip().splitlines()[-1])

@@ -13,7 +13,7 @@ from gui.controller import VaultController  # noqa: E402
 from gui.tabs.workers import AddWorkerDialog  # noqa: E402
 from gui.window import AdminWindow  # noqa: E402
 from tests.conftest import OWNER, OWNER_PASSWORD  # noqa: E402
-from vaultserver.remote.join import JoinString  # noqa: E402
+from vaultserver.join_string import JoinString  # noqa: E402
 from vaultserver.services.sessions import AuthError  # noqa: E402
 
 

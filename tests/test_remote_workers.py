@@ -23,7 +23,7 @@ from tests.conftest import MediaFactory, make_paths, wait_for
 from tests.support import plaintext_findings, play_hls
 from vaultserver.config import AppPaths
 from vaultserver.https_client import HttpsClient, Reply
-from vaultserver.remote.join import JoinString
+from vaultserver.join_string import JoinString
 from vaultserver.services import Services, open_services
 from vaultserver.services.queue import JobView
 

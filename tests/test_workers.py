@@ -23,7 +23,7 @@ from vaultserver.api.workers import current_worker, require_worker
 from vaultserver.config import AppPaths
 from vaultserver.crypto.tls import ensure_certificate
 from vaultserver.errors import NotFoundError, ValidationError
-from vaultserver.remote.join import PREFIX, JoinString, ca_pin
+from vaultserver.join_string import PREFIX, JoinString, ca_pin
 from vaultserver.remote.pinned import PinMismatch, pinned_client, pinned_context
 from vaultserver.services import Services, open_services
 from vaultserver.services.sessions import AuthError

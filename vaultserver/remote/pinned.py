@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from vaultserver.errors import VaultError
 from vaultserver.https_client import HttpsClient
-from vaultserver.remote.join import JoinString, ca_pin
+from vaultserver.join_string import JoinString, ca_pin
 
 CA_PATH = "api/workers/ca.pem"  # under the join string's URL
 DEFAULT_TIMEOUT = 15.0

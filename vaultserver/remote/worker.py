@@ -32,9 +32,9 @@ from vaultserver.config import PRIVATE_DIR_MODE
 from vaultserver.errors import MediaError, VaultError
 from vaultserver.ffmpeg import DEFAULT_LIMITS, FfmpegLimits
 from vaultserver.https_client import HttpsClient, Reply
+from vaultserver.join_string import JoinString
 from vaultserver.pipeline.convert import Assignment, ConvertedItem
 from vaultserver.pipeline.local_worker import InlineConverter, hash_file
-from vaultserver.remote.join import JoinString
 from vaultserver.remote.pinned import ServerUnreachable, pinned_client
 
 log = logging.getLogger(__name__)

@@ -48,7 +48,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _join(join_text: str, scratch: str | None) -> int:
-    from vaultserver.remote.join import JoinString
+    from vaultserver.join_string import JoinString
     from vaultserver.remote.worker import RemoteWorker
 
     stop = threading.Event()

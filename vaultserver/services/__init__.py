@@ -11,7 +11,7 @@ from vaultserver.crypto.keystore import KeyStore, choose_backend
 from vaultserver.crypto.tls import ensure_certificate
 from vaultserver.db import Database, open_database
 from vaultserver.db.models import utcnow
-from vaultserver.remote.join import ca_pin
+from vaultserver.join_string import ca_pin
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService

@@ -6,9 +6,8 @@ survive crashes. A job being converted is leased to one worker: an owner name, a
 expiry the worker renews with `heartbeat()`. Every write about a leased job shows its token and is refused
 (`LeaseLost`) once the lease lapsed or passed to another worker, so a job taken over is finished exactly
 once. A lapsed lease puts the job back in line, its attempt counted (a worker that dies with its file is
-that file's fault until proven otherwise). A job becomes "done" only through `mark_committed()`, inside
-the library's commit transaction. Live progress (percent within a stage) is kept in memory and merged into
-snapshots, so a progress bar does not cost a database write per ffmpeg tick.
+that file's fault until proven otherwise). A job becomes "done" only through `mark_committed()`, in the
+library's commit transaction. Live progress is kept in memory (no database write per ffmpeg tick).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePath
@@ -34,11 +34,9 @@ log = logging.getLogger(__name__)
 ACTIVE = ("queued", "processing")
 FINISHED = ("done", "duplicate", "failed", "gone")
 UNSUCCESSFUL = ("duplicate", "failed", "gone")  # "done" is only ever written by mark_committed()
-# A worker renews its lease every third of this; a silent one loses its job after it. VAULT_LEASE_SECONDS
-# (hidden, for tests) shortens it, so a dead worker's job comes back in seconds.
+# A silent worker loses its job after this; VAULT_LEASE_SECONDS (hidden) shortens it for tests.
 LEASE_SECONDS = float(os.environ.get("VAULT_LEASE_SECONDS") or 60.0)
-LOCAL_OWNER_PREFIX = "local:"  # workers of the runtime that owns the data folder; others are remote
-REMOTE_OWNER_PREFIX = "remote:"  # then the worker machine's name
+LOCAL_OWNER_PREFIX, REMOTE_OWNER_PREFIX = "local:", "remote:"  # this runtime's workers; worker machines
 
 
 def local_owner() -> str:
@@ -278,22 +276,19 @@ class QueueService:
         workers (all gone: one runtime owns a data folder, and its workers end with it) go back in line,
         their attempt counted, so a file that crashes Vault is given up on after `max_attempts` starts.
         A live lease of a remote worker is left alone: that worker may still be converting."""
+        local = col(ProcessingJob.lease_owner).startswith(LOCAL_OWNER_PREFIX)
+        return self._release_where(lambda now: or_(_lapsed(now), local))
+
+    def release_owner(self, owner: str) -> list[JobView]:
+        """Put back every job leased to `owner` (a revoked worker machine), their attempts counted."""
+        return self._release_where(lambda _now: col(ProcessingJob.lease_owner) == owner)
+
+    def _release_where(self, which: Callable[[datetime], ColumnElement[bool]]) -> list[JobView]:
         with self._claim_lock, self._db.session() as session:
             now = utcnow()
-            local = and_(col(ProcessingJob.status) == "processing",
-                         col(ProcessingJob.lease_owner).startswith(LOCAL_OWNER_PREFIX))
-            rows = self._release(session, or_(_lapsed(now), local), now)
+            rows = self._release(session, and_(col(ProcessingJob.status) == "processing", which(now)), now)
         self._notify()
         return [JobView.from_row(r) for r in rows]
-
-    def release_owner(self, owner: str) -> int:
-        """Put back every job leased to `owner` (a revoked worker machine), their attempts counted."""
-        with self._claim_lock, self._db.session() as session:
-            now = utcnow()
-            rows = self._release(session, and_(col(ProcessingJob.status) == "processing",
-                                               col(ProcessingJob.lease_owner) == owner), now)
-        self._notify()
-        return len(rows)
 
     # --- writes by the lease holder ---------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from vaultserver.crypto.tls import VPN_GATEWAY, host_names, local_addresses, tls
 from vaultserver.db import Database
 from vaultserver.db.models import Worker, utcnow
 from vaultserver.errors import NotFoundError, ValidationError
-from vaultserver.remote.join import JoinString
+from vaultserver.join_string import JoinString
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.sessions import AuthError
 
