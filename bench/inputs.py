@@ -94,7 +94,7 @@ def ensure_inputs(ffmpeg: str, quick: bool, log=print) -> Inputs:
 
 
 def ensure_video(ffmpeg: str, seconds: int, log=print) -> Path:
-    """The `seconds`-long 1080p30 clip (each length is different content, so never a duplicate of another)."""
+    """The `seconds`-long 1080p30 clip; clips of different lengths are different files (never duplicates)."""
     WORK.mkdir(parents=True, exist_ok=True)
     texture = WORK / "photo_1.jpg"
     if not texture.exists():
