@@ -19,7 +19,7 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
-bench: $(STAMP)  # conversion, backups, then serving while converting (python -m bench serve: next to nginx)
+bench: $(STAMP)  # conversion, backups, then the family evening (python -m bench serve: next to nginx)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench backup
 	$(BIN)/python -m bench evening
