@@ -19,9 +19,10 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
-bench: $(STAMP)  # conversion, then backups (python -m bench serve: HTTPS serving next to nginx)
+bench: $(STAMP)  # conversion, backups, then the family evening (python -m bench serve: next to nginx)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench backup
+	$(BIN)/python -m bench evening
 
 .PHONY: app
 app: $(STAMP)  # Vault.app on macOS, dist/Vault/ elsewhere (PyInstaller, build_app.spec), then its self-check

@@ -1,8 +1,9 @@
-"""`python -m bench [--quick] [--keep] [ingest|serve|backup|all]`: measure, print the table, save results.
+"""`python -m bench [--quick] [--keep] [ingest|serve|backup|evening|all]`: measure, print, save results.
 
 ingest (the default) measures conversion (bench/results/latest.json); serve measures HTTPS serving next to
 nginx (bench/serving.py, bench/results/serve.json); backup measures backups next to `cp -r` (bench/backup.py,
-bench/results/backup.json); all runs every one.
+bench/results/backup.json); evening measures viewers and grid scrollers while a video converts
+(bench/evening.py, bench/results/evening.json); all runs every one.
 """
 
 from __future__ import annotations
@@ -122,13 +123,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 s clip and 2 photos: a smoke test")
     parser.add_argument("--keep", action="store_true", help=f"keep the run folders in {WORK / 'runs'}")
-    parser.add_argument("suite", nargs="?", choices=["ingest", "serve", "backup", "all"], default="ingest",
+    parser.add_argument("suite", nargs="?", choices=["ingest", "serve", "backup", "evening", "all"],
+                        default="ingest",
                         help="ingest (default): conversion; serve: HTTPS serving next to nginx; backup: "
-                             "backups next to cp -r; all: every one")
+                             "backups next to cp -r; evening: viewers and grid scrollers while a video "
+                             "converts; all: every one")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
                         help="serve: load generator (auto: wrk if installed, else the Python client)")
     parser.add_argument("--seconds", type=float, default=10.0, help="serve: length of each load run")
+    parser.add_argument("--local-workers", type=int, metavar="N",
+                        help="evening: passed on to `vaultserver serve` (not passed when not given)")
     args = parser.parse_args(argv)
+    if args.suite in ("evening", "all"):
+        from bench import evening
+
+        evening.main(args.quick, args.local_workers, args.keep, _git_revision())
+        if args.suite == "evening":
+            return 0
     if args.suite in ("serve", "all"):
         from bench import serving
 

@@ -90,8 +90,18 @@ def ensure_inputs(ffmpeg: str, quick: bool, log=print) -> Inputs:
         log(f"  generating {panorama.name} ({PANORAMA_SIZE[0]}x{PANORAMA_SIZE[1]})")
         _save_jpeg(synthetic_photo(PANORAMA_SIZE, 99), panorama, 99)
     seconds = 10 if quick else 60
+    return Inputs(ensure_video(ffmpeg, seconds, log), seconds, photos, panorama)
+
+
+def ensure_video(ffmpeg: str, seconds: int, log=print) -> Path:
+    """The `seconds`-long 1080p30 clip; clips of different lengths are different files (never duplicates)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    texture = WORK / "photo_1.jpg"
+    if not texture.exists():
+        log(f"  generating {texture.name} ({PHOTO_SIZE[0]}x{PHOTO_SIZE[1]})")
+        _save_jpeg(synthetic_photo(PHOTO_SIZE, 1), texture, 1)
     video = WORK / f"clip_{seconds}s_1080p30.mp4"
     if not video.exists():
         log(f"  generating {video.name} (H.264 + AAC, {seconds} s) ...")
-        _make_video(ffmpeg, photos[0], seconds, video)
-    return Inputs(video, seconds, photos, panorama)
+        _make_video(ffmpeg, texture, seconds, video)
+    return video

@@ -56,7 +56,7 @@ class Load:
         return {**asdict(self), "cpu_ms_per_request": self.cpu_ms_per_request}
 
 
-def _machine_busy() -> float:
+def machine_busy() -> float:
     """CPU seconds the whole machine has been busy (all CPUs) since boot; 0 where /proc is missing."""
     try:
         with open("/proc/stat") as fh:
@@ -124,7 +124,7 @@ def measure(url: str, *, token: str | None = None, cafile: str | None = None, co
     marks: list[tuple[float, float, float]] = []
 
     def mark() -> None:
-        marks.append((cpu() if cpu else 0.0, _children_cpu(), _machine_busy()))
+        marks.append((cpu() if cpu else 0.0, _children_cpu(), machine_busy()))
 
     if use_wrk:
         mark()

@@ -36,24 +36,32 @@ def _context(cafile: str | None) -> ssl.SSLContext:
     return context
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
-    """(status, body bytes) of one response; Content-Length or chunked bodies."""
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """The status and the header fields (names lower-cased) of one response."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
-    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    return status, {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:]
+                                                                 if line)}
+
+
+async def read_body(reader: asyncio.StreamReader, fields: dict[str, str]) -> bytes:
+    """The body that follows `fields`: Content-Length or chunked."""
     if "content-length" in fields:
-        length = int(fields["content-length"])
-        await reader.readexactly(length)
-        return status, length
+        return await reader.readexactly(int(fields["content-length"]))
     if fields.get("transfer-encoding", "").lower() == "chunked":
-        total = 0
+        pieces = []
         while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-            await reader.readexactly(size + 2)
-            total += size
+            pieces.append((await reader.readexactly(size + 2))[:-2])
         await reader.readuntil(b"\r\n")
-        return status, total
-    return status, len(await reader.read())
+        return b"".join(pieces)
+    return await reader.read()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
+    """(status, body bytes) of one response."""
+    status, fields = await read_head(reader)
+    return status, len(await read_body(reader, fields))
 
 
 async def _open(url: str, context: ssl.SSLContext) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

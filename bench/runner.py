@@ -42,6 +42,24 @@ def stop(proc: subprocess.Popen | None, timeout: float) -> None:
             proc.wait()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and everything below it: its threads, its live descendants' (e.g. a
+    running ffmpeg) and those of the children it has already waited for."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15]) / _TICK  # utime, stime, cutime, cstime
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except (OSError, ValueError):  # the process ended while we looked
+            continue
+    return total
+
+
 @dataclass
 class Measurement:
     wall: float  # seconds

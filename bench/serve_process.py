@@ -22,8 +22,9 @@ _SERVING = re.compile(r"https://localhost:(\d+)/")
 
 
 class VaultServer:
-    def __init__(self, data: Path, ca: Path, log: Path) -> None:
+    def __init__(self, data: Path, ca: Path, log: Path, extra_args: list[str] | None = None) -> None:
         self.data, self.ca, self.log = data, ca, log
+        self.extra_args = extra_args or []  # more `serve` options, e.g. --local-workers N
         self.port = 0
         self.peak_rss = 0  # bytes
         self._stop = threading.Event()
@@ -32,7 +33,7 @@ class VaultServer:
 
     def __enter__(self) -> VaultServer:
         cmd = [sys.executable, "-m", "vaultserver.cli", "--data-dir", str(self.data), "serve",
-               "--host", "127.0.0.1", "--port", "0"]
+               "--host", "127.0.0.1", "--port", "0", *self.extra_args]
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
                                          text=True, env={**os.environ, **VAULT_ENV})
