@@ -33,6 +33,7 @@ class Pipeline:
         """After a crash: finish a half-done key rotation, re-queue interrupted jobs, sweep partial output."""
         self.services.keys.finish_interrupted_rotation()
         self.services.queue.recover_interrupted()
+        self.services.converting.sweep()  # videos listed by conversions that never finished
         remove_leftover_key_files(self.services.paths)
         self.services.library.sweep_orphans()
 

@@ -30,8 +30,8 @@ from vaultserver.errors import MediaError
 from vaultserver.ffmpeg import DEFAULT_LIMITS, FfmpegLimits
 from vaultserver.hls import KEY_SCHEME, Variant, master_playlist, peak_bandwidth, segments, variants
 from vaultserver.pipeline import images, previews
-from vaultserver.pipeline.probe import probe
-from vaultserver.pipeline.transcode import Rung, transcode
+from vaultserver.pipeline.probe import ProbeResult, probe
+from vaultserver.pipeline.transcode import AUDIO_BITRATE, Rung, plan_ladder, transcode
 from vaultserver.services.keys import NewDataKey
 from vaultserver.services.library import (
     HLS_DIR,
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
 FALLBACK_CODECS = "avc1.640028,mp4a.40.2"  # High@4.0 + AAC-LC: what the ladder's encoder settings produce
 KEY_DIR = "transcode"  # under private/: HLS key files, each alive for one transcode
+EVENT_TYPE, VOD_TYPE = "#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-PLAYLIST-TYPE:VOD"
 HASH_BLOCK = 1024 * 1024
 
 
@@ -100,7 +101,42 @@ class Rendition(BaseModel):
     height: int = Field(gt=0, le=16384)
     bandwidth: int = Field(gt=0)
     codecs: str = Field(max_length=200)
-    segments: int = Field(gt=0)
+    segments: int = Field(ge=0)  # 0 while the video converts
+
+
+class VideoPlanned(BaseModel):
+    """A video's ladder as decided from its probe, before ffmpeg starts: what the server lists and serves
+    (a master playlist) while the segments appear. Bandwidths are the rungs' caps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    duration: float = Field(ge=0)
+    source_format: str = Field(max_length=200)
+    renditions: list[Rendition] = Field(min_length=1, max_length=16)
+
+    @classmethod
+    def of(cls, info: ProbeResult) -> VideoPlanned:
+        audio = AUDIO_BITRATE if info.has_audio else 0
+        codecs = FALLBACK_CODECS if info.has_audio else FALLBACK_CODECS.split(",")[0]
+        rungs = plan_ladder(info.video.width, info.video.height)
+        return cls(duration=round(info.duration, 3), source_format=_source_format(info),
+                   renditions=[Rendition(name=r.name, width=r.width, height=r.height,
+                                         bandwidth=r.maxrate + audio, codecs=codecs, segments=0)
+                               for r in rungs])
+
+    @classmethod
+    def parse(cls, data: object) -> VideoPlanned:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise WireError(f"Malformed plan: {exc.errors(include_url=False)[:3]}") from exc
+
+
+Planned = Callable[[VideoPlanned], None]
+
+
+def _source_format(info: ProbeResult) -> str:
+    return f"{info.container.split(',')[0]}/{info.video.codec}"
 
 
 class ConvertedItem(BaseModel):
@@ -184,14 +220,15 @@ def sha256_of(path: Path, on_progress: Callable[[float], None] | None = None) ->
 
 
 def convert(source: Path, job: Assignment, stage: Path, key_dir: Path, ffmpeg: Callable[[], str],
-            progress: Progress,
-            cancel: threading.Event | None = None, limits: FfmpegLimits = DEFAULT_LIMITS) -> StagedItem:
+            progress: Progress, cancel: threading.Event | None = None, limits: FfmpegLimits = DEFAULT_LIMITS,
+            planned: Planned | None = None) -> StagedItem:
     """Convert `source` into the empty folder `stage`, encrypted with the job's keys. MediaError for input
     that is not a photo or video Vault can read; InterruptedError if `cancel` stopped it. `ffmpeg` is asked
-    for only when a video needs it: photos convert without one."""
+    for only when a video needs it: photos convert without one. `planned` hears a video's `VideoPlanned`
+    before ffmpeg starts, so the server can list the item and serve it while its segments appear."""
     if images.is_image(source):
         return _image(source, job, stage, progress)
-    return _video(source, job, stage, key_dir, ffmpeg(), progress, cancel, limits)
+    return _video(source, job, stage, key_dir, ffmpeg(), progress, cancel, limits, planned)
 
 
 def _keep_original(source: Path, job: Assignment, stage: Path, progress: Progress) -> bool:
@@ -219,13 +256,15 @@ def _image(source: Path, job: Assignment, stage: Path, progress: Progress) -> St
 
 
 def _video(source: Path, job: Assignment, stage: Path, key_dir: Path, ffmpeg: str, progress: Progress,
-           cancel: threading.Event | None, limits: FfmpegLimits) -> StagedItem:
+           cancel: threading.Event | None, limits: FfmpegLimits, planned: Planned | None) -> StagedItem:
     progress("probing", 0.0)
     try:
         info = probe(ffmpeg, source, limits)
     except MediaError as exc:
         raise MediaError("Not a photo or video Vault can read (corrupt, truncated or unsupported)",
                          details={"reason": exc.message, **exc.details}) from exc
+    if planned is not None:
+        planned(VideoPlanned.of(info))
     file_key, hls_key = job.file_key, job.hls_key
     key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     work_name = f"{job.media_id}.{os.getpid()}"
@@ -250,7 +289,7 @@ def _video(source: Path, job: Assignment, stage: Path, key_dir: Path, ffmpeg: st
     return StagedItem(media_id=job.media_id, staging_dir=stage, media_type="video",
                       original_name=job.original_name, sha256=job.sha256, size=job.size,
                       mime_type="application/vnd.apple.mpegurl",
-                      source_format=f"{info.container.split(',')[0]}/{info.video.codec}",
+                      source_format=_source_format(info),
                       width=top.width, height=top.height, keys=(file_key, hls_key),
                       has_original=has_original, duration=round(info.duration, 3),
                       renditions=tuple(renditions))
@@ -276,7 +315,8 @@ def _seal_playlists(hls_dir: Path, rungs: Sequence[Rung], has_audio: bool, file_
         entries.append(entry)
         renditions.append({"name": rung.name, "width": rung.width, "height": rung.height,
                            "bandwidth": entry.bandwidth, "codecs": entry.codecs, "segments": len(segs)})
-        seal_bytes(variant_text.encode(), playlist_path.with_suffix(".m3u8.vlt"), file_key)
+        vod_text = variant_text.replace(EVENT_TYPE, VOD_TYPE)  # finished: the VOD it now is
+        seal_bytes(vod_text.encode(), playlist_path.with_suffix(".m3u8.vlt"), file_key)
         playlist_path.unlink()
     master_text = master_playlist(entries) if len(measured) != len(rungs) else master_path.read_text()
     seal_bytes(master_text.encode(), hls_dir.parent / MASTER_PLAYLIST, file_key)

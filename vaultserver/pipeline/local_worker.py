@@ -29,7 +29,15 @@ from typing import IO, Any, Protocol
 from vaultserver.background import lower_priority, own_command
 from vaultserver.errors import ConfigurationError, MediaError, VaultError
 from vaultserver.ffmpeg import DEFAULT_LIMITS, FfmpegLimits
-from vaultserver.pipeline.convert import Assignment, ConvertedItem, Progress, convert, sha256_of
+from vaultserver.pipeline.convert import (
+    Assignment,
+    ConvertedItem,
+    Planned,
+    Progress,
+    VideoPlanned,
+    convert,
+    sha256_of,
+)
 from vaultserver.pipeline.diskspace import is_disk_full
 from vaultserver.services.library import StagedItem
 
@@ -51,7 +59,7 @@ class Converter(Protocol):
     def hash(self, source: Path, progress: Progress, cancel: threading.Event) -> str: ...
 
     def convert(self, source: Path, job: Assignment, stage: Path, progress: Progress,
-                cancel: threading.Event) -> StagedItem: ...
+                cancel: threading.Event, planned: Planned | None = None) -> StagedItem: ...
 
     def close(self) -> None: ...
 
@@ -67,8 +75,9 @@ class InlineConverter:
         return hash_file(source, progress, cancel)
 
     def convert(self, source: Path, job: Assignment, stage: Path, progress: Progress,
-                cancel: threading.Event) -> StagedItem:
-        return convert(source, job, stage, self._key_dir, self._ffmpeg, progress, cancel, self._limits)
+                cancel: threading.Event, planned: Planned | None = None) -> StagedItem:
+        return convert(source, job, stage, self._key_dir, self._ffmpeg, progress, cancel, self._limits,
+                       planned)
 
     def close(self) -> None:
         pass
@@ -97,15 +106,16 @@ class ProcessConverter:
         return self._proc.pid if self._proc and self._proc.poll() is None else None
 
     def hash(self, source: Path, progress: Progress, cancel: threading.Event) -> str:
-        answer = self._ask({"op": "hash", "source": str(source)}, progress, cancel)
+        answer = self._ask({"op": "hash", "source": str(source)}, progress, cancel, None)
         return str(answer["sha256"])
 
     def convert(self, source: Path, job: Assignment, stage: Path, progress: Progress,
-                cancel: threading.Event) -> StagedItem:
+                cancel: threading.Event, planned: Planned | None = None) -> StagedItem:
         try:
             answer = self._ask({"op": "convert", "source": str(source), "stage": str(stage),
                                 "key_dir": str(self._key_dir), "ffmpeg": self._ffmpeg_or_why(),
-                                "limits": asdict(self._limits), "job": job.to_wire()}, progress, cancel)
+                                "limits": asdict(self._limits), "job": job.to_wire()}, progress, cancel,
+                               planned)
         except WorkerDied:
             # It could not remove the HLS key file it wrote for ffmpeg: no key outlives its job.
             for leftover in self._key_dir.glob(f"{job.media_id}.*"):
@@ -124,7 +134,8 @@ class ProcessConverter:
         with self._lock:
             self._stop_child(kill=False)
 
-    def _ask(self, request: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+    def _ask(self, request: dict[str, Any], progress: Progress, cancel: threading.Event,
+             planned: Planned | None) -> dict[str, Any]:
         with self._lock:
             proc = self._child()
             assert proc.stdin is not None and proc.stdout is not None  # both pipes
@@ -139,6 +150,12 @@ class ProcessConverter:
                     if "progress" in message:
                         stage, fraction = message["progress"]
                         progress(str(stage), float(fraction))
+                    elif "planned" in message and planned is not None:
+                        try:
+                            planned(VideoPlanned.parse(message["planned"]))
+                        except BaseException:  # the job cannot go on: stop the child mid-job
+                            self._stop_child(kill=True)
+                            raise
                     elif "error" in message:
                         raise _error_from(message["error"])
                     else:
@@ -262,7 +279,7 @@ def run_pipe_worker(stdin: IO[str] | None = None, stdout: IO[str] | None = None)
     while (request := requests.get()) is not None:
         cancel.clear()
         try:
-            say(_serve(request, progress, cancel))
+            say(_serve(request, progress, cancel, say))
         except Exception as exc:  # every failure is an answer: the server decides what it means
             if not isinstance(exc, MediaError | InterruptedError):
                 log.exception("Worker request failed")
@@ -270,7 +287,8 @@ def run_pipe_worker(stdin: IO[str] | None = None, stdout: IO[str] | None = None)
     return 0
 
 
-def _serve(request: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def _serve(request: dict[str, Any], progress: Progress, cancel: threading.Event,
+           say: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     op = request.get("op")
     if op == "hash":
         return {"sha256": hash_file(Path(request["source"]), progress, cancel)}
@@ -284,6 +302,7 @@ def _serve(request: dict[str, Any], progress: Progress, cancel: threading.Event)
         converter = InlineConverter(ffmpeg, Path(request["key_dir"]),
                                     FfmpegLimits(**request.get("limits", {})))
         staged = converter.convert(Path(request["source"]), Assignment.from_wire(request["job"]),
-                                   Path(request["stage"]), progress, cancel)
+                                   Path(request["stage"]), progress, cancel,
+                                   lambda plan: say({"planned": plan.model_dump(mode="json")}))
         return {"converted": ConvertedItem.of(staged).model_dump(mode="json")}
     raise ValueError(f"Unknown request {op!r}")

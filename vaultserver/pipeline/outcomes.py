@@ -10,14 +10,13 @@ nothing about it. The server's local pool and the routes remote workers call bot
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from vaultserver.db.models import new_id, utcnow
-from vaultserver.pipeline.convert import Assignment
+from vaultserver.pipeline.convert import Assignment, VideoPlanned
 from vaultserver.pipeline.diskspace import is_disk_full
 from vaultserver.pipeline.import_files import SIDECAR_SUFFIX, free_name, move_file, prune_empty_dirs
 from vaultserver.services import Services
@@ -27,6 +26,7 @@ from vaultserver.services.queue import JobView, Lease, LeaseLost
 log = logging.getLogger(__name__)
 
 GONE = "The file disappeared before it was processed"
+WAIT_FOR_TWIN = 30.0  # seconds before a job whose content is converting as another item asks again
 
 
 def lease_of(job: JobView) -> Lease:
@@ -34,12 +34,6 @@ def lease_of(job: JobView) -> Lease:
     if job.lease is None:
         raise RuntimeError(f"Job {job.id} is converted without a lease")
     return job.lease
-
-
-def work_folder(lease: Lease) -> str:
-    """The staging folder's name: by the lease, not the job, since a worker that lost the job may still be
-    writing its own folder while the job's next holder works in another."""
-    return f"{lease.job_id}.{hashlib.sha256(lease.token.encode()).hexdigest()[:12]}"
 
 
 class Outcomes:
@@ -72,6 +66,21 @@ class Outcomes:
         self._services.audit.record(AuditEvent("ingest_duplicate", resource=job.source_path,
                                                details={"existing_id": existing_id}))
         self.emit("duplicate", job.id)
+
+    def same_content_converting(self, job: JobView) -> None:
+        """Its content is being converted as another item right now: ask again once that one is done (or
+        gone); not the file's fault, so no attempt is used."""
+        self._services.queue.retry_later(job.id, "The same content is being converted now", WAIT_FOR_TWIN,
+                                         token=lease_of(job).token, stage="waiting for its twin",
+                                         refund_attempt=True)
+
+    def open_converting(self, job: JobView, assignment: Assignment, plan: VideoPlanned) -> None:
+        """List a video whose ladder is planned, so it plays while it converts (`ConvertingItems`)."""
+        self._services.converting.open(
+            job_id=job.id, token=lease_of(job).token, media_id=assignment.media_id,
+            original_name=assignment.original_name, sha256=assignment.sha256, size=assignment.size,
+            keys=[assignment.file_key, assignment.hls_key], duration=plan.duration,
+            source_format=plan.source_format, renditions=[r.model_dump() for r in plan.renditions])
 
     def added(self, job: JobView) -> None:
         """Its item is committed (the commit ended the job): now, and only now, the original goes."""

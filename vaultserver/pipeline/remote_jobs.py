@@ -29,7 +29,7 @@ from typing import Any
 from vaultserver.errors import ValidationError, VaultError
 from vaultserver.pipeline.convert import Assignment, ConvertedItem, WireError
 from vaultserver.pipeline.diskspace import DiskRoom
-from vaultserver.pipeline.outcomes import Outcomes, lease_of, work_folder
+from vaultserver.pipeline.outcomes import Outcomes, lease_of
 from vaultserver.services import Services
 from vaultserver.services.library import (
     HLS_DIR,
@@ -78,8 +78,8 @@ class _Job:
     view: JobView
     lease: Lease
     worker: str
-    stage: Path
     assignment: Assignment | None = None
+    stage: Path | None = None  # the item's staging folder, once it has an id
 
 
 class RemoteJobs:
@@ -114,11 +114,8 @@ class RemoteJobs:
                 queue.put_back(job.id, stage="waiting for disk space", error=shortage.message,
                                token=lease.token)
                 return None
-            stage = self._services.paths.staging / work_folder(lease)
-            shutil.rmtree(stage, ignore_errors=True)
-            stage.mkdir(parents=True, mode=0o700)
             with self._lock:
-                self._jobs[job.id] = _Job(job, lease, worker, stage)
+                self._jobs[job.id] = _Job(job, lease, worker)
             log.info("Leased %s to worker %s", job.source_path, worker)
             return RemoteLease(job.id, lease.token, queue.lease_seconds, job.original_name, size)
         return None
@@ -136,11 +133,16 @@ class RemoteJobs:
         services = self._services
         services.queue.set_hash(job_id, sha256, token=token)
         if existing := services.library.find_by_sha256(sha256):
-            self._outcomes.duplicate(job.view, existing.id)
+            if existing.status == "ready":
+                self._outcomes.duplicate(job.view, existing.id)
+            else:
+                self._outcomes.same_content_converting(job.view)
             self._drop(job_id)
             return None
         if job.assignment is None or job.assignment.sha256 != sha256:
             job.assignment = self._outcomes.assignment(job.view, sha256)
+            job.stage = services.paths.staging / job.assignment.media_id
+            job.stage.mkdir(parents=True, mode=0o700)
         return job.assignment
 
     def heartbeat(self, job_id: str, token: str, stage: str, progress: float) -> datetime:
@@ -153,19 +155,18 @@ class RemoteJobs:
 
     def upload_path(self, job_id: str, token: str, relative: str) -> tuple[Path, int]:
         """Where an uploaded output goes, and the most bytes it may have."""
-        job = self._assigned(job_id, token)
+        job, _, stage = self._assigned(job_id, token)
         if not _UPLOAD_NAME.fullmatch(relative):
             raise ValidationError(f"{relative!r} is not a file Vault writes", details={"file": relative})
-        path = job.stage / relative
+        path = stage / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         return path, 2 * job.view.source.stat().st_size + UPLOAD_SLACK
 
     def commit(self, job_id: str, token: str, result: object) -> str:
         """Check the uploaded result against its job and commit it; its id."""
-        job = self._assigned(job_id, token)
-        assert job.assignment is not None  # _assigned
+        job, assignment, stage = self._assigned(job_id, token)
         try:
-            staged = ConvertedItem.parse(result).staged(job.stage, job.assignment)
+            staged = ConvertedItem.parse(result).staged(stage, assignment)
         except WireError as exc:
             self._refuse(job, str(exc))
         if problems := check_staged(staged):
@@ -212,11 +213,12 @@ class RemoteJobs:
                             details={"job_id": job_id})
         return job
 
-    def _assigned(self, job_id: str, token: str) -> _Job:
+    def _assigned(self, job_id: str, token: str) -> tuple[_Job, Assignment, Path]:
+        """The job with its assignment and staging folder, which its hash brought."""
         job = self._held(job_id, token)
-        if job.assignment is None:
+        if job.assignment is None or job.stage is None:
             raise ValidationError("Report the original's hash first (POST …/hash)")
-        return job
+        return job, job.assignment, job.stage
 
     def _refuse(self, job: _Job, reason: str) -> Any:
         log.warning("Refused the result of worker %s for %s: %s", job.worker, job.view.source_path, reason)
@@ -228,8 +230,9 @@ class RemoteJobs:
     def _drop(self, job_id: str) -> None:
         with self._lock:
             job = self._jobs.pop(job_id, None)
-        if job:
+        if job and job.stage:
             shutil.rmtree(job.stage, ignore_errors=True)
+        self._services.converting.sweep()  # the video it listed, unless it was committed
 
     def _forget_lost(self) -> None:
         """Jobs whose lease lapsed (a worker that died): their uploads go."""

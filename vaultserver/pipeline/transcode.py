@@ -168,8 +168,10 @@ def build_command(ffmpeg: str, source: Path, out_dir: Path, key_info: Path, info
             "-flags", "+cgop"]
     if info.has_audio:
         cmd += ["-c:a", "aac", "-b:a", str(AUDIO_BITRATE), "-ac", "2"]
-    cmd += ["-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
-            "-hls_flags", "independent_segments", "-hls_segment_type", "mpegts",
+    # EVENT playlists, rewritten after each segment, so the video plays while it converts; a segment appears
+    # under its name only once whole (temp_file). Sealing turns the finished playlists into VOD ones.
+    cmd += ["-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "event",
+            "-hls_flags", "independent_segments+temp_file", "-hls_segment_type", "mpegts",
             "-hls_key_info_file", str(key_info), "-master_pl_name", "master.m3u8",
             "-hls_segment_filename", str(out_dir / "%v" / "seg_%05d.ts"),
             "-var_stream_map", " ".join(stream_map), str(out_dir / "%v" / "index.m3u8")]

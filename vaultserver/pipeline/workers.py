@@ -32,7 +32,7 @@ from vaultserver.pipeline.convert import KEY_DIR
 from vaultserver.pipeline.diskspace import WAITING_STAGE, DiskRoom, SpaceShortage, is_disk_full
 from vaultserver.pipeline.leases import LeaseKeeper
 from vaultserver.pipeline.local_worker import Converter, ProcessConverter
-from vaultserver.pipeline.outcomes import Outcomes, lease_of, work_folder
+from vaultserver.pipeline.outcomes import Outcomes, lease_of
 from vaultserver.services import Services
 from vaultserver.services.library import DuplicateContent
 from vaultserver.services.queue import JobView, LeaseLost
@@ -225,6 +225,10 @@ class WorkerPool:
             with self._state:
                 self._keepers.discard(keeper)
         self._record(job.id, lambda: self._put_back_if_processing(job, error))
+        try:
+            self._services.converting.sweep()  # a video listed by an attempt that did not commit
+        except Exception:
+            log.exception("Could not sweep unfinished conversions; the next job tries again")
 
     def _put_back_if_processing(self, job: JobView, error: Exception | None) -> None:
         """Its outcome could not be written (the error came while recording it): retry it later, the attempt
@@ -301,10 +305,14 @@ class WorkerPool:
             sha256 = converter.hash(source, keeper.report, keeper.cancel)
             services.queue.set_hash(job.id, sha256, token=lease.token)
             if existing := services.library.find_by_sha256(sha256):
+                if existing.status != "ready":
+                    outcomes.same_content_converting(job)
+                    return
                 raise DuplicateContent(existing.id)
             assignment = outcomes.assignment(job, sha256)
-            with services.library.staging(work_folder(lease)) as stage:
-                staged = converter.convert(source, assignment, stage, keeper.report, keeper.cancel)
+            with services.library.staging(assignment.media_id) as stage:
+                staged = converter.convert(source, assignment, stage, keeper.report, keeper.cancel,
+                                           lambda plan: outcomes.open_converting(job, assignment, plan))
                 keeper.report("committing", 0.99)
                 services.library.commit(staged, lease)
         except DuplicateContent as dup:

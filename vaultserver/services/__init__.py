@@ -13,6 +13,7 @@ from vaultserver.db import Database, open_database
 from vaultserver.db.models import utcnow
 from vaultserver.join_string import ca_pin
 from vaultserver.services.audit import AuditEvent, AuditService
+from vaultserver.services.converting import ConvertingItems
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
 from vaultserver.services.media import MediaService
@@ -35,6 +36,7 @@ class Services:
     users: UserService
     sessions: SessionService
     media: MediaService  # what the media routes read: the one door, where the access rule will live
+    converting: ConvertingItems  # videos listed and playable while they convert
     workers: WorkerService
 
     def close(self) -> None:
@@ -86,5 +88,8 @@ def open_services(paths: AppPaths, key_store: KeyStore | None = None) -> Service
     queue = QueueService(db)
     library = LibraryService(paths, db, keys, audit, queue)
     sessions = SessionService(db, audit, settings, load_signing_secret(paths.private / "jwt.secret"))
-    return Services(paths, db, settings, audit, keys, library, queue, UserService(db, audit), sessions,
-                    MediaService(paths, library, keys, audit), WorkerService(db, audit))
+    converting = ConvertingItems(paths, db, keys, queue)
+    return Services(paths=paths, db=db, settings=settings, audit=audit, keys=keys, library=library,
+                    queue=queue, users=UserService(db, audit), sessions=sessions,
+                    media=MediaService(paths, library, keys, audit, converting), converting=converting,
+                    workers=WorkerService(db, audit))

@@ -29,7 +29,7 @@ from vaultserver import hls
 from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile
 from vaultserver.db import Database
-from vaultserver.db.models import MediaFile, PlaybackPosition, is_id, utcnow
+from vaultserver.db.models import EncryptionKey, MediaFile, PlaybackPosition, is_id, utcnow
 from vaultserver.errors import NotFoundError, ValidationError
 from vaultserver.ffmpeg import ffmpeg, remux_ts_to_mp4
 from vaultserver.services.audit import AuditEvent, AuditService
@@ -78,13 +78,14 @@ class MediaItem:
     status: str
     renditions: list[dict[str, Any]]
     has_original: bool
+    progress: float = 1.0  # of a converting video's conversion (0..1); 1.0 once ready
 
     @classmethod
     def from_row(cls, row: MediaFile) -> MediaItem:
         return cls(row.id, row.media_type, row.original_name, row.sha256, row.width, row.height,
                    row.duration, row.size, row.stored_size, row.mime_type, row.source_format, row.animated,
                    row.taken_at, row.camera_make, row.camera_model, row.created_at, row.status,
-                   list(row.renditions), row.has_original)
+                   list(row.renditions), row.has_original, 1.0 if row.status == "ready" else 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -185,7 +186,8 @@ class LibraryService:
     def commit(self, staged: StagedItem, lease: Lease | None = None) -> MediaItem:
         """Rename the staged folder into place, then commit row + wrapped keys + job done + `media_added`
         audit entry in one transaction. With the `lease` of the job that made it: LeaseLost if that lease
-        is no longer live, and then nothing of the item remains (the job's new holder commits it)."""
+        is no longer live, and then nothing of the item remains (the job's new holder commits it). A video
+        listed while it converted (`ConvertingItems.open`) becomes ready here: same row, same keys."""
         final = self.item_dir(staged.media_id)
         row = MediaFile(id=staged.media_id, media_type=staged.media_type, original_name=staged.original_name,
                         sha256=staged.sha256, size=staged.size, stored_size=_tree_size(staged.staging_dir),
@@ -198,15 +200,23 @@ class LibraryService:
                            details={"original_name": staged.original_name, "type": staged.media_type})
         with self._keys.exclusive() as ring:
             existing = self.find_by_sha256(staged.sha256)
-            if existing:
+            if existing and existing.id != staged.media_id:
                 raise DuplicateContent(existing.id)
             os.replace(staged.staging_dir, final)
             _fsync_dir(self._paths.library)
             try:
                 with self._db.session() as session:
-                    session.add(row)
+                    listed = session.get(MediaFile, staged.media_id)
+                    if listed is not None:  # converting until now: keeps its place in the gallery
+                        row.created_at = listed.created_at
+                        session.merge(row)
+                    else:
+                        session.add(row)
                     session.flush()
-                    self._keys.add_wrapped(session, ring, staged.media_id, list(staged.keys))
+                    stored = set(session.exec(select(EncryptionKey.id)
+                                              .where(EncryptionKey.media_id == staged.media_id)).all())
+                    new_keys = [key for key in staged.keys if key.id not in stored]
+                    self._keys.add_wrapped(session, ring, staged.media_id, new_keys)
                     if lease:
                         self._queue.mark_committed(session, lease.job_id, staged.media_id, token=lease.token)
                     self._audit.record_in(session, added)
@@ -219,6 +229,7 @@ class LibraryService:
             except BaseException:
                 shutil.rmtree(final, ignore_errors=True)
                 raise
+        self._items.pop(staged.media_id, None)
         log.info("Committed %s %s (%s)", staged.media_type, staged.media_id, staged.original_name)
         return MediaItem.from_row(row)
 
@@ -248,6 +259,9 @@ class LibraryService:
             row = session.get(MediaFile, media_id)
             if row is None:
                 raise NotFoundError("No such media item", details={"id": media_id})
+            if row.status != "ready":
+                raise ValidationError("This video is still converting; delete it once it is ready",
+                                      details={"id": media_id, "status": row.status})
             self._keys.delete_for_media(session, media_id)
             # The keys go first: the unit of work does not order deletes of unrelated mappers, and the
             # item's row would cascade to them underneath it. Playback positions go by the schema's cascade.
@@ -287,6 +301,8 @@ class LibraryService:
         if row is None:
             raise NotFoundError("No such media item", details={"id": media_id})
         item = MediaItem.from_row(row)
+        if item.status != "ready":  # a converting video changes once more, at its commit
+            return item
         if len(self._items) >= ITEM_CACHE:
             self._items.pop(next(iter(self._items)))
         self._items[media_id] = item
@@ -349,6 +365,9 @@ class LibraryService:
         Segments are decrypted in memory and piped into ffmpeg (stream copy), so no key touches the disk.
         """
         item = self.get(media_id)
+        if item.status != "ready":
+            raise ValidationError("This video is still converting; export it once it is ready",
+                                  details={"id": media_id})
         dest = Path(dest)
         partial = dest.with_name(dest.name + ".partial")
         try:

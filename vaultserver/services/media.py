@@ -5,6 +5,10 @@ then stats, opens and (for files up to a few MB) reads and decrypts the file it 
 the `Principal` asking, so that the per-user access rule has one place to live; today every signed-in
 person sees the whole library. An id that is malformed, unknown or aims outside the library is the same
 404 (MEDIA_001) as a file that is not there.
+
+A video still converting is served from the folder its worker writes: a master playlist made from its
+planned ladder once every rung has a first segment, growing EVENT playlists that start players at the
+beginning, and each segment once whole; its pictures come with its commit.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from vaultserver import hls
 from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile, unseal
 from vaultserver.db.models import is_id
 from vaultserver.errors import NotFoundError
 from vaultserver.services.audit import AuditEvent, AuditService
+from vaultserver.services.converting import CONVERTING, ConvertingItems
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import (
     HLS_DIR,
@@ -36,6 +42,8 @@ from vaultserver.services.sessions import Principal
 
 _RUNG = re.compile(r"[0-9]{2,4}p")
 _SEGMENT = re.compile(r"seg_[0-9]{5}\.ts")
+LIVE_PLAYLIST = "index.m3u8"  # what ffmpeg rewrites after each segment while a video converts
+START_TAG = "#EXT-X-START:TIME-OFFSET=0,PRECISE=YES"
 PIECE = 256 * 1024
 WHOLE_PICTURE = 1024 * 1024  # decrypted in the service's trip; larger pictures stream in pieces
 WHOLE_SEGMENT = 8 * 1024 * 1024  # a 10 s segment of the top rung is ~2-8 MB: read in the service's trip
@@ -78,17 +86,32 @@ def _read_whole(fd: int, size: int) -> bytes:
     return b"".join(pieces)
 
 
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _from_the_start(event_playlist: str) -> str:
+    """A growing playlist that players start at its beginning, not at its live edge."""
+    if START_TAG in event_playlist:
+        return event_playlist
+    return event_playlist.replace("#EXTM3U\n", f"#EXTM3U\n{START_TAG}\n", 1)
+
+
 def _not_found(media_id: str) -> NotFoundError:
     return NotFoundError("No such media item", details={"id": media_id[:64]})
 
 
 class MediaService:
-    def __init__(self, paths: AppPaths, library: LibraryService, keys: KeyService, audit: AuditService
-                 ) -> None:
+    def __init__(self, paths: AppPaths, library: LibraryService, keys: KeyService, audit: AuditService,
+                 converting: ConvertingItems) -> None:
         self._library_root = paths.library
         self._library = library
         self._keys = keys
         self._audit = audit
+        self._converting = converting
 
     def _item(self, who: Principal, media_id: str) -> MediaItem:
         """The one id check: hex ids only (nothing else can name a path), then the item itself."""
@@ -100,13 +123,19 @@ class MediaService:
 
     def listing(self, who: Principal, *, media_type: str | None = None, q: str | None = None,
                 sort: str = "created_at", order: str = "desc", page: int = 1, limit: int = 50) -> Page:
-        """A page of the library: filtered by type and name, sorted, paged."""
-        return self._library.list(media_type=media_type, q=q, sort=sort, order=order, page=page, limit=limit)
+        """A page of the library: filtered by type and name, sorted, paged; converting ones with progress."""
+        found = self._library.list(media_type=media_type, q=q, sort=sort, order=order, page=page, limit=limit)
+        return replace(found, items=self._with_progress(found.items))
 
     def details(self, who: Principal, media_id: str) -> tuple[MediaItem, float]:
         """An item and where this person stopped watching it."""
-        item = self._item(who, media_id)
+        item = self._with_progress([self._item(who, media_id)])[0]
         return item, self._library.position(who.user_id, media_id)
+
+    def _with_progress(self, items: list[MediaItem]) -> list[MediaItem]:
+        converting = [item.id for item in items if item.status == CONVERTING]
+        progress = self._converting.progress(converting)
+        return [replace(item, progress=progress[item.id]) if item.id in progress else item for item in items]
 
     def save_position(self, who: Principal, media_id: str, seconds: float) -> float:
         self._item(who, media_id)
@@ -144,21 +173,48 @@ class MediaService:
         item = self._item(who, media_id)
         if item.type == "image":
             return self._sealed(media_id, IMAGE_FILE)
+        if item.status == CONVERTING:
+            return self._growing_master(item)
         return self._library.read(media_id, MASTER_PLAYLIST).decode()
+
+    def _growing_master(self, item: MediaItem) -> str:
+        """The planned ladder, once every rung has its first segment (before that: 404, try again soon)."""
+        folder = self._converting.folder(item.id) / HLS_DIR
+        for rendition in item.renditions:
+            text = _read_text(folder / rendition["name"] / LIVE_PLAYLIST)
+            if not text or not hls.segments(text):
+                raise NotFoundError("This video starts playing in a few seconds",
+                                    details={"id": item.id, "converting": True})
+        return hls.master_playlist([hls.Variant(f"{r['name']}/index.m3u8", int(r["bandwidth"]),
+                                                (int(r["width"]), int(r["height"])), r["codecs"])
+                                    for r in item.renditions])
 
     def variant(self, who: Principal, media_id: str, rung: str) -> str:
         """One rendition's playlist as stored (its key URI still `vault-key:<id>`)."""
         if not _RUNG.fullmatch(rung):
             raise NotFoundError("No such rendition", details={"rendition": rung[:16]})
-        self._item(who, media_id)
-        return self._library.read(media_id, f"{HLS_DIR}/{rung}/index.m3u8.vlt").decode()
+        item = self._item(who, media_id)
+        sealed = f"{HLS_DIR}/{rung}/index.m3u8.vlt"
+        if item.status == CONVERTING:
+            folder = self._converting.folder(media_id)
+            if (text := _read_text(folder / HLS_DIR / rung / LIVE_PLAYLIST)) is not None:
+                return _from_the_start(text)
+            try:  # finished and sealed, about to be committed
+                file_key = self._keys.data_key(self._keys.key_id(media_id, "file"))
+                return SealedFile(folder / sealed, file_key).read_all().decode()
+            except FileNotFoundError:
+                pass  # committed in the meantime: the sealed one is in the library
+        return self._library.read(media_id, sealed).decode()
 
     def segment(self, who: Principal, media_id: str, rung: str, segment: str) -> MediaBody:
         """An HLS segment as stored (already AES-128): stat and read on one open file."""
-        self._item(who, media_id)
+        item = self._item(who, media_id)
         if not (_RUNG.fullmatch(rung) and _SEGMENT.fullmatch(segment)):
             raise NotFoundError("No such segment", details={"id": media_id, "name": f"{rung}/{segment}"})
         path = self._library_root / media_id / HLS_DIR / rung / segment
+        if item.status == CONVERTING and (growing := self._converting.folder(media_id) / HLS_DIR / rung
+                                          / segment).is_file():
+            path = growing  # else committed in the meantime: the library has it
         try:
             fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):

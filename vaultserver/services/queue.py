@@ -333,6 +333,10 @@ class QueueService:
                          media_id=media_id, finished_at=now, error=None, **_NO_LEASE)
         event.listen(session, "after_commit", lambda _session: self._committed(job_id), once=True)
 
+    def attach_media(self, session: Session, job_id: str, media_id: str, *, token: str) -> None:
+        """The item this attempt made is listed already (a converting video): in the caller's transaction."""
+        self._write_held(session, job_id, token, utcnow(), media_id=media_id)
+
     def _committed(self, job_id: str) -> None:
         self._ended(job_id)
         self._notify()
@@ -341,11 +345,13 @@ class QueueService:
         self._live.pop(job_id, None)
         self._leases.pop(job_id, None)
 
-    def retry_later(self, job_id: str, error: str, delay_seconds: float, *, token: str) -> None:
+    def retry_later(self, job_id: str, error: str, delay_seconds: float, *, token: str,
+                    stage: str = "waiting to retry", refund_attempt: bool = False) -> None:
         now = utcnow()
+        refund = {"attempts": func.max(ProcessingJob.attempts - 1, 0)} if refund_attempt else {}
         with self._db.session() as session:
-            self._write_held(session, job_id, token, now, status="queued", stage="waiting to retry",
-                             error=error, next_attempt_at=now + timedelta(seconds=delay_seconds), **_NO_LEASE)
+            self._write_held(session, job_id, token, now, status="queued", stage=stage, error=error,
+                             next_attempt_at=now + timedelta(seconds=delay_seconds), **refund, **_NO_LEASE)
         self._ended(job_id)
         self._notify()
 
