@@ -51,7 +51,7 @@ class Timing:
     dropped_seconds: int  # length of the video converted in the second phase
 
 
-FULL, QUICK = Timing(15.0, 45.0, 120), Timing(10.0, 20.0, 10)
+FULL, QUICK = Timing(15.0, 120.0, 120), Timing(10.0, 20.0, 10)  # idle long enough for a p99
 
 
 def percentile(values: list[float], p: float) -> float | None:
