@@ -82,13 +82,14 @@ def play_while_converting(server, make_client, media, imports, tmp_path, ffmpeg_
     api = make_client()
     assert api.login(VIEWER, VIEWER_PASSWORD).status == 200
     media.copy_into(media.video(seconds=seconds, size=size, rate=30), imports, "long.mp4")
-    item = wait_for(lambda: converting(api), timeout=120)
+    item = wait_for(lambda: converting(api), timeout=300)
     assert item["type"] == "video" and 0.0 <= item["progress"] < 1.0 and item["original_name"] == "long.mp4"
     assert api.request("GET", f"/api/media/thumbnail/{item['id']}").status == 404  # it comes with the commit
 
     client = HlsClient(api)
-    wait_for(lambda: api.request("GET", f"/api/media/stream/{item['id']}").status == 200, timeout=120)
-    stream, variant = wait_for(lambda: _try(lambda: client.first_seconds(item["id"], 10)), timeout=120)
+    wait_for(lambda: api.request("GET", f"/api/media/stream/{item['id']}").status == 200, timeout=300)
+    stream, variant = wait_for(lambda: _try(lambda: client.first_seconds(item["id"], 10)), timeout=300,
+                               interval=1.0)
     still = api.request("GET", f"/api/media/{item['id']}").json()
     assert still["status"] == "converting", "the ladder finished before the first 10 s were checked"
     assert "#EXT-X-PLAYLIST-TYPE:EVENT" in variant and "#EXT-X-ENDLIST" not in variant
@@ -115,12 +116,13 @@ def _try(step):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a 3-minute 1080p ladder at background priority, then every rung decoded
 def test_a_long_video_plays_its_first_ten_seconds_while_it_converts_then_is_the_same_complete_vod(
         server, make_client, media, imports, tmp_path, ffmpeg_bin, services):
     api, item = play_while_converting(server, make_client, media, imports, tmp_path, ffmpeg_bin, 180,
                                       "1920x1080")
     ready = wait_for(lambda: (found := api.request("GET", f"/api/media/{item['id']}").json())["status"]
-                     == "ready" and found, timeout=600)
+                     == "ready" and found, timeout=1200, interval=2.0)
     assert ready["progress"] == 1.0 and ready["created_at"] == item["created_at"]
     variant = api.request("GET", f"/api/media/hls/{item['id']}/1080p/index.m3u8").body.decode()
     assert "#EXT-X-PLAYLIST-TYPE:VOD" in variant and "#EXT-X-ENDLIST" in variant

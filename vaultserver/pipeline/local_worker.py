@@ -150,9 +150,10 @@ class ProcessConverter:
                     if "progress" in message:
                         stage, fraction = message["progress"]
                         progress(str(stage), float(fraction))
-                    elif "planned" in message and planned is not None:
+                    elif "planned" in message:
                         try:
-                            planned(VideoPlanned.parse(message["planned"]))
+                            if planned is not None:
+                                planned(VideoPlanned.parse(message["planned"]))
                         except BaseException:  # the job cannot go on: stop the child mid-job
                             self._stop_child(kill=True)
                             raise
