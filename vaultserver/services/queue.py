@@ -227,6 +227,7 @@ class QueueService:
     def _grant(self, session: Session, job: ProcessingJob, owner: str | None, now: datetime) -> None:
         job.lease_owner, job.lease_token = owner or local_owner(), secrets.token_urlsafe(32)
         job.lease_expires_at = now + timedelta(seconds=self.lease_seconds)
+        job.media_id = None  # a new attempt: the video an earlier one listed is not this one's
         session.add(job)
         self._leases[job.id] = Lease(job.id, job.lease_owner, job.lease_token, job.lease_expires_at)
 
