@@ -127,7 +127,9 @@ def vault(tmp_path_factory, media):
             landscape(root / name, size, taken, sky, sun, hills)
             media.copy_into(root / name, imports)
         wanted = len(PHOTOS) + 1
-        wait_for(lambda: len(services.library.all_items()) == wanted, timeout=240)
+        # ready, not just listed: a video is listed while it converts, with no pictures yet
+        wait_for(lambda: [item.status for item in services.library.all_items()] == ["ready"] * wanted,
+                 timeout=240)
         items = {item.original_name: item for item in services.library.all_items()}
         port = runtime.endpoint.port
         yield Vault(f"https://localhost:{port}/", services, paths, port, items)

@@ -115,8 +115,8 @@ class DashboardTab(Tab):
             if name is None or name.text() != job.original_name:
                 self.queue.setItem(row, 0, QTableWidgetItem(job.original_name))
             label = STAGES.get(job.status, job.status)
-            if job.status == "processing":
-                label = f"{label}: {job.stage}"
+            if job.status == "processing":  # as the gallery's tile says it, and what it is doing now
+                label = f"{label} {int(job.progress * 100)}%" + (f" ({job.stage})" if job.stage else "")
             elif job.status == "failed" and job.error:
                 label = f"{label}: {job.error}"
             self.queue.setItem(row, 1, QTableWidgetItem(label))

@@ -1,5 +1,7 @@
 // The library grid: pages of thumbnails under day and month headings, infinite scroll, the photo/video
-// filter, sorting and search. Video tiles play their animated preview on hover or long-press.
+// filter, sorting and search. Video tiles play their animated preview on hover or long-press. A video still
+// converting has a placeholder tile saying how far it is ("Converting 42%"); it opens and plays like any
+// other, and turns into the real tile once it is ready.
 
 import { api, SignedOut } from "./api.js";
 import { $, el, icon, reducedMotion } from "./dom.js";
@@ -8,6 +10,7 @@ import { dayKey, dayLabel, duration, itemDate, monthKey, monthLabel } from "./fo
 const PAGE_SIZE = 60;
 const LONG_PRESS_MS = 400;
 const SCROLL_AHEAD_PX = 1200;
+const CONVERTING_REFRESH_MS = 3000;
 
 const state = {
   type: "all", sort: "taken_at", order: "desc", q: "",
@@ -16,6 +19,7 @@ const state = {
 };
 let openItem = () => {};
 let observer = null;
+let convertingTimer = null;
 
 export const thumbnailUrl = (item) => `/api/media/thumbnail/${item.id}`;
 export const posterUrl = (item) => `/api/media/poster/${item.id}`;
@@ -83,8 +87,8 @@ export function initGallery(onOpen) {
   }, { rootMargin: `0px 0px ${SCROLL_AHEAD_PX}px 0px` });
   observer.observe($("sentinel"));
   reducedMotion.addEventListener("change", () => {
-    for (const tile of $("grid").querySelectorAll(".tile[data-type='video']")) {
-      const item = state.items[Number(tile.dataset.index)];
+    for (const tile of $("grid").querySelectorAll(".tile[data-type='video']:not(.converting)")) {
+      const item = state.items[indexOf(tile.dataset.id)];
       if (item) tile.querySelector("img.thumb").src = restingUrl(item);
     }
   });
@@ -93,6 +97,8 @@ export function initGallery(onOpen) {
 /** Forget everything shown (on sign-out: no picture or name may stay in the page). */
 export function clearGallery() {
   state.generation += 1;
+  clearTimeout(convertingTimer);
+  convertingTimer = null;
   Object.assign(state, { items: [], page: 0, pages: 1, total: 0, loading: null, lastMonth: "", lastDay: "" });
   for (const img of $("grid").querySelectorAll("img")) img.removeAttribute("src");
   $("grid").replaceChildren();
@@ -184,10 +190,11 @@ function append(data) {
       state.lastDay = dayKey(date);
       nodes.push(el("h3", { class: "day" }, dayLabel(date)));
     }
-    nodes.push(tile(item, state.items.length));
+    nodes.push(tile(item));
     state.items.push(item);
   }
   grid.append(...nodes);
+  watchConverting();
   updateCount();
   if (state.total === 0) {
     const what = { all: "photos or videos", image: "photos", video: "videos" }[state.type];
@@ -211,9 +218,24 @@ function showEmpty(title, text, retry = false) {
   $("empty").hidden = false;
 }
 
-function tile(item, index) {
+function tile(item) {
   const link = el("a", { class: "tile", href: `#/view/${item.id}`, "data-id": item.id, "data-type": item.type,
-    "data-index": index, draggable: "false" });
+    draggable: "false" });
+  if (item.status === "converting") convertingTile(link, item);
+  else pictureTile(link, item);
+  link.addEventListener("click", (event) => {
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    if (link.dataset.suppressClick) {
+      delete link.dataset.suppressClick;
+      return;
+    }
+    openItem(state.items[indexOf(item.id)] || item); // the freshest copy (a refresh may have replaced it)
+  });
+  return link;
+}
+
+function pictureTile(link, item) {
   const img = el("img", { class: "thumb", alt: item.original_name, loading: "lazy", decoding: "async",
     width: 300, height: 300, draggable: "false" });
   img.addEventListener("load", () => link.classList.add("loaded"), { once: true });
@@ -225,16 +247,6 @@ function tile(item, index) {
       duration(item.duration)));
     wirePreview(link, item);
   }
-  link.addEventListener("click", (event) => {
-    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
-    event.preventDefault();
-    if (link.dataset.suppressClick) {
-      delete link.dataset.suppressClick;
-      return;
-    }
-    openItem(item);
-  });
-  return link;
 }
 
 /** A thumbnail failed: most likely the access cookie lapsed; check the session, then try once more. */
@@ -245,6 +257,84 @@ function imageFailed(img) {
     const src = img.getAttribute("src");
     if (img.isConnected && src) img.setAttribute("src", src); // the same URL again: a fresh request
   }).catch(() => {});
+}
+
+// --- videos still converting ---------------------------------------------------------------------------------
+
+const percent = (item) => Math.max(0, Math.min(99, Math.floor((item.progress || 0) * 100)));
+
+/** No pictures exist before the commit: a placeholder, the name for screen readers, and how far it is. */
+function convertingTile(link, item) {
+  link.classList.add("converting");
+  const meter = el("progress", { class: "meter", max: 100, value: percent(item), "aria-hidden": "true" });
+  link.append(
+    el("span", { class: "placeholder-icon", "aria-hidden": "true" }, icon("video")),
+    el("span", { class: "converting-label" }, el("span", { class: "sr-only" }, `${item.original_name}, `),
+      el("span", { class: "percent" }, `Converting ${percent(item)}%`)),
+    meter,
+  );
+}
+
+/** While a converting tile is in the grid, refresh the ones on screen every few seconds. */
+function watchConverting() {
+  if (convertingTimer || !$("grid").querySelector(".tile.converting")) return;
+  convertingTimer = setTimeout(refreshConverting, CONVERTING_REFRESH_MS);
+}
+
+async function refreshConverting() {
+  const generation = state.generation;
+  const onScreen = (node) => {
+    const box = node.getBoundingClientRect();
+    return box.bottom > 0 && box.top < window.innerHeight;
+  };
+  if (document.visibilityState === "visible" && !$("gallery-view").hidden) {
+    const tiles = [...$("grid").querySelectorAll(".tile.converting")].filter(onScreen);
+    await Promise.all(tiles.map((node) => refreshTile(node, generation)));
+  }
+  convertingTimer = null;
+  if (generation === state.generation) watchConverting();
+}
+
+async function refreshTile(node, generation) {
+  const id = node.dataset.id;
+  let fresh;
+  try {
+    fresh = await api(`/api/media/${encodeURIComponent(id)}`);
+  } catch (error) {
+    // Its conversion stopped (the item is gone; the video is converted again, as a new item).
+    if (error.code === "MEDIA_001" && generation === state.generation) removeTile(node);
+    return;
+  }
+  const index = indexOf(id);
+  if (generation !== state.generation || !node.isConnected || index < 0) return;
+  const { position: _position, ...item } = fresh; // the listing's shape (the position is per viewer)
+  state.items[index] = item;
+  if (item.status === "converting") {
+    node.querySelector(".percent").textContent = `Converting ${percent(item)}%`;
+    node.querySelector("progress").value = percent(item);
+    return;
+  }
+  const ready = tile(item);
+  const focused = document.activeElement === node;
+  node.replaceWith(ready);
+  if (focused) ready.focus({ preventScroll: true });
+}
+
+function removeTile(node) {
+  const index = indexOf(node.dataset.id);
+  if (index >= 0) state.items.splice(index, 1);
+  state.total = Math.max(0, state.total - 1);
+  let above = node.previousElementSibling;
+  node.remove();
+  // Headings left with nothing under them go too (at the end, only when no later page can fill them).
+  while (above && above.matches("h2, h3")) {
+    const next = above.nextElementSibling;
+    if (next ? !next.matches(above.matches("h3") ? "h2, h3" : "h2") : hasMore()) break;
+    const higher = above.previousElementSibling;
+    above.remove();
+    above = higher;
+  }
+  updateCount();
 }
 
 // --- video previews ----------------------------------------------------------------------------------------

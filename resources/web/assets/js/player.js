@@ -2,6 +2,10 @@
 // also plays HLS itself) or by the browser's own HLS (Safari/iOS without MSE). Quality menu, keyboard
 // shortcuts, and resume: the position is saved every few seconds while playing, on pause and on close.
 //
+// A video still converting plays from the beginning while its playlists grow (EVENT playlists, reloaded by
+// the player until they end, when it is an ordinary video again). Until its first segments exist the page
+// says "Starting soon…" and asks again every few seconds.
+//
 // hls.js fetches playlists, keys and segments with XHR on this origin, so the HttpOnly cookies authorise
 // them; before each request it waits for a due token refresh, and a 401 gets one refresh and one retry.
 
@@ -12,6 +16,7 @@ import { duration } from "./format.js";
 const HLS_SCRIPT = "/assets/vendor/hls.min.js";
 const SAVE_EVERY_MS = 5000;
 const SEEK_SECONDS = 5;
+const STARTING_RETRY_MS = 2000;
 let hlsLoading = null;
 
 /** Load the vendored hls.js once, on first use (it is large and photo-only visits never need it). */
@@ -58,8 +63,10 @@ export class Player {
     this.started = false; // nothing is saved until playback really began (a resume must not become 0)
     this.lastSaved = null;
     this.destroyed = false;
+    // A converting video has no poster yet (it comes with the finished item).
     this.video = el("video", { class: "video", controls: true, playsinline: true, preload: "metadata",
-      poster: `/api/media/poster/${item.id}`, "aria-label": item.original_name });
+      poster: item.status === "converting" ? null : `/api/media/poster/${item.id}`,
+      "aria-label": item.original_name });
     this.onPageHide = () => this.save({ keepalive: true, force: true });
     this.onHidden = () => {
       if (document.visibilityState === "hidden") this.save({ keepalive: true, force: true });
@@ -83,11 +90,15 @@ export class Player {
       loadHls().catch(() => null),
     ]);
     if (this.destroyed) return;
+    const converting = details.status === "converting";
+    if (!converting && !this.video.hasAttribute("poster")) this.video.poster = `/api/media/poster/${item.id}`;
     const total = details.duration || item.duration || 0;
-    const resumeAt = details.position > 2 && details.position < total - 3 ? details.position : 0;
+    // Still converting: from the beginning (a saved position may not have been converted yet).
+    const resumeAt = !converting && details.position > 2 && details.position < total - 3 ? details.position : 0;
     const source = `/api/media/stream/${item.id}`;
+    if (converting && !(await this.firstSegments(source))) return;
     if (Hls && Hls.isSupported()) {
-      this.startHls(Hls, source, resumeAt);
+      this.startHls(Hls, source, resumeAt, converting);
     } else if (this.video.canPlayType("application/vnd.apple.mpegurl")) {
       this.startNative(source, resumeAt);
     } else {
@@ -98,11 +109,11 @@ export class Player {
     this.play();
   }
 
-  startHls(Hls, source, resumeAt) {
+  startHls(Hls, source, resumeAt, growing) {
     const defaults = Hls.DefaultConfig;
     const hls = new Hls({
       enableWorker: true, // a blob: worker, which the CSP allows (worker-src 'self' blob:)
-      startPosition: resumeAt || -1,
+      startPosition: resumeAt || (growing ? 0 : -1), // a growing (EVENT) playlist: from the start, not its end
       capLevelToPlayerSize: true,
       xhrSetup: () => ensureFresh(),
       manifestLoadPolicy: refreshingPolicy(defaults.manifestLoadPolicy),
@@ -132,6 +143,31 @@ export class Player {
     });
     hls.loadSource(source);
     hls.attachMedia(this.video);
+  }
+
+  /**
+   * Wait until a converting video's master playlist is there (every rung has its first segment), saying
+   * "Starting soon…" meanwhile. Resolves to false if the player was closed first; other errors throw.
+   */
+  async firstSegments(source) {
+    let note = null;
+    try {
+      for (;;) {
+        try {
+          await api(source); // a playlist, not JSON: any 2xx resolves
+          return !this.destroyed;
+        } catch (error) {
+          if (error.code !== "MEDIA_001" || !error.details.converting) throw error;
+        }
+        if (this.destroyed) return false;
+        note ||= this.stage.appendChild(el("p", { class: "player-status", role: "status" },
+          el("span", { class: "spinner", "aria-hidden": "true" }), "Starting soon…"));
+        await new Promise((resolve) => { setTimeout(resolve, STARTING_RETRY_MS); });
+        if (this.destroyed) return false;
+      }
+    } finally {
+      note?.remove();
+    }
   }
 
   startNative(source, resumeAt) {

@@ -100,6 +100,7 @@ function show(item) {
   const date = itemDate(item, "taken_at");
   const facts = [longDate(date), item.width && item.height ? `${item.width} × ${item.height}` : ""];
   if (item.type === "video") facts.push(duration(item.duration));
+  if (item.status === "converting") facts.push("Still converting");
   if (index >= 0 && gallery.total()) facts.push(`${index + 1} of ${gallery.total().toLocaleString()}`);
   $("viewer-meta").textContent = facts.filter(Boolean).join(" · ");
   $("viewer-prev").disabled = index <= 0;
