@@ -19,7 +19,8 @@ from vaultserver.db.models import EncryptionKey, MediaFile, utcnow
 from vaultserver.pipeline import Pipeline
 from vaultserver.pipeline.convert import KEY_DIR
 from vaultserver.pipeline.workers import WorkerPool
-from vaultserver.services.queue import LeaseLost, QueueService
+from vaultserver.services.jobs import LeaseLost
+from vaultserver.services.queue import QueueService
 
 SHORT = 0.5  # seconds a lease lasts in these tests
 

@@ -20,7 +20,7 @@ from vaultserver.pipeline import Pipeline
 from vaultserver.pipeline.convert import ConvertedItem, sha256_of
 from vaultserver.pipeline.local_worker import InlineConverter
 from vaultserver.pipeline.remote_jobs import RemoteJobs, ResultRefused
-from vaultserver.services.queue import LeaseLost
+from vaultserver.services.jobs import LeaseLost
 
 ENCODERS = ["libx264", "libwebp_anim", "aac"]
 

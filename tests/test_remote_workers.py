@@ -25,7 +25,7 @@ from vaultserver.config import AppPaths
 from vaultserver.https_client import HttpsClient, Reply
 from vaultserver.join_string import JoinString
 from vaultserver.services import Services, open_services
-from vaultserver.services.queue import JobView
+from vaultserver.services.jobs import JobView
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from vaultserver.errors import VaultError
 from vaultserver.logs import setup_logging
 from vaultserver.remote import token_commands, worker_command
 from vaultserver.services import Services, open_services
-from vaultserver.services.queue import JobView
+from vaultserver.services.jobs import JobView
 
 log = logging.getLogger("vaultserver")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vaultserver.services.queue import QueueCounts
+from vaultserver.services.jobs import QueueCounts
 
 
 @dataclass(frozen=True)

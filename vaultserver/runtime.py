@@ -32,7 +32,7 @@ from vaultserver.pipeline.watcher import copy_into
 from vaultserver.progress import Progress as Progress  # the front ends import these from here
 from vaultserver.server import Endpoint, HttpsServer
 from vaultserver.services import Services, open_services
-from vaultserver.services.queue import JobView
+from vaultserver.services.jobs import JobView
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ import logging
 import threading
 from types import TracebackType
 
-from vaultserver.services.queue import Lease, LeaseLost, QueueService
+from vaultserver.services.jobs import Lease, LeaseLost
+from vaultserver.services.queue import QueueService
 
 log = logging.getLogger(__name__)
 

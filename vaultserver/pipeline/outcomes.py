@@ -21,7 +21,7 @@ from vaultserver.pipeline.diskspace import is_disk_full
 from vaultserver.pipeline.import_files import SIDECAR_SUFFIX, free_name, move_file, prune_empty_dirs
 from vaultserver.services import Services
 from vaultserver.services.audit import AuditEvent
-from vaultserver.services.queue import JobView, Lease, LeaseLost
+from vaultserver.services.jobs import JobView, Lease, LeaseLost
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from vaultserver.pipeline.convert import Assignment, ConvertedItem, WireError
 from vaultserver.pipeline.diskspace import DiskRoom
 from vaultserver.pipeline.outcomes import Outcomes, lease_of
 from vaultserver.services import Services
+from vaultserver.services.jobs import JobView, Lease, LeaseLost
 from vaultserver.services.library import (
     HLS_DIR,
     IMAGE_FILE,
@@ -42,7 +43,7 @@ from vaultserver.services.library import (
     DuplicateContent,
 )
 from vaultserver.services.library_check import check_staged
-from vaultserver.services.queue import REMOTE_OWNER_PREFIX, JobView, Lease, LeaseLost
+from vaultserver.services.queue import REMOTE_OWNER_PREFIX
 
 log = logging.getLogger(__name__)
 

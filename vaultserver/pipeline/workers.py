@@ -34,8 +34,8 @@ from vaultserver.pipeline.leases import LeaseKeeper
 from vaultserver.pipeline.local_worker import Converter, ProcessConverter
 from vaultserver.pipeline.outcomes import Outcomes, lease_of
 from vaultserver.services import Services
+from vaultserver.services.jobs import JobView, LeaseLost
 from vaultserver.services.library import DuplicateContent
-from vaultserver.services.queue import JobView, LeaseLost
 
 log = logging.getLogger(__name__)
 

@@ -96,9 +96,11 @@ class KeyService:
         return NewDataKey(new_id(), purpose, envelope.new_data_key(), iv)
 
     def add_wrapped(self, session: Session, ring: KeyRing, media_id: str, keys: list[NewDataKey]) -> None:
-        """Store keys wrapped by the current master key; call in `exclusive()`, in the commit's session."""
+        """Store keys wrapped by the current master key; call in `exclusive()`, in the commit's session.
+        Keys stored already (a video's, listed while it converted) are left as they are."""
         master = ring.current
-        for k in keys:
+        stored = set(session.exec(select(EncryptionKey.id).where(col(EncryptionKey.media_id) == media_id)))
+        for k in (k for k in keys if k.id not in stored):
             session.add(
                 EncryptionKey(
                     id=k.id,

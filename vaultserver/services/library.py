@@ -29,12 +29,13 @@ from vaultserver import hls
 from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile
 from vaultserver.db import Database
-from vaultserver.db.models import EncryptionKey, MediaFile, PlaybackPosition, is_id, utcnow
+from vaultserver.db.models import MediaFile, PlaybackPosition, is_id, utcnow
 from vaultserver.errors import NotFoundError, ValidationError
 from vaultserver.ffmpeg import ffmpeg, remux_ts_to_mp4
 from vaultserver.services.audit import AuditEvent, AuditService
+from vaultserver.services.jobs import Lease
 from vaultserver.services.keys import KeyService, NewDataKey
-from vaultserver.services.queue import Lease, QueueService
+from vaultserver.services.queue import QueueService
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +214,7 @@ class LibraryService:
                     else:
                         session.add(row)
                     session.flush()
-                    stored = set(session.exec(select(EncryptionKey.id)
-                                              .where(EncryptionKey.media_id == staged.media_id)).all())
-                    new_keys = [key for key in staged.keys if key.id not in stored]
-                    self._keys.add_wrapped(session, ring, staged.media_id, new_keys)
+                    self._keys.add_wrapped(session, ring, staged.media_id, list(staged.keys))
                     if lease:
                         self._queue.mark_committed(session, lease.job_id, staged.media_id, token=lease.token)
                     self._audit.record_in(session, added)
@@ -360,10 +358,8 @@ class LibraryService:
         return self.sealed(media_id, name).read_all()
 
     def export(self, media_id: str, dest: Path) -> Path:
-        """Decrypt an item for its owner: a photo as its WebP, a video as an MP4 of its best rung.
-
-        Segments are decrypted in memory and piped into ffmpeg (stream copy), so no key touches the disk.
-        """
+        """Decrypt an item for its owner: a photo as its WebP, a video as an MP4 of its best rung. Segments
+        are decrypted in memory and piped into ffmpeg (stream copy), so no key touches the disk."""
         item = self.get(media_id)
         if item.status != "ready":
             raise ValidationError("This video is still converting; export it once it is ready",

@@ -17,9 +17,8 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePath
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, event, or_, update
@@ -27,7 +26,7 @@ from sqlmodel import Session, col, func, select
 
 from vaultserver.db import Database
 from vaultserver.db.models import ProcessingJob, utcnow
-from vaultserver.errors import VaultError
+from vaultserver.services.jobs import JobView, Lease, LeaseLost, QueueCounts, aware
 
 log = logging.getLogger(__name__)
 
@@ -42,90 +41,6 @@ LOCAL_OWNER_PREFIX, REMOTE_OWNER_PREFIX = "local:", "remote:"  # this runtime's 
 def local_owner() -> str:
     """The lease owner name of the calling thread as a worker of this process."""
     return f"{LOCAL_OWNER_PREFIX}{os.getpid()}:{threading.current_thread().name}"
-
-
-class LeaseLost(VaultError):
-    """The job's lease lapsed or went to another worker: this worker's writes and result are refused."""
-
-    code, status = "MEDIA_003", 409
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A worker's hold on one job; `token` is the secret every write about the job must show."""
-
-    job_id: str
-    owner: str
-    token: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class JobView:
-    id: str
-    path: str  # absolute: where the file was found
-    import_root: str  # the import folder it was found under
-    original_name: str
-    status: str
-    stage: str
-    progress: float
-    attempts: int
-    error: str | None
-    media_id: str | None
-    next_attempt_at: datetime
-    created_at: datetime
-    finished_at: datetime | None
-    lease: Lease | None = None  # while being converted; never part of `to_dict()` (the token is secret)
-
-    @classmethod
-    def from_row(cls, row: ProcessingJob, live: tuple[str, float] | None = None) -> JobView:
-        stage, progress = live if live and row.status == "processing" else (row.stage, row.progress)
-        lease = None
-        if row.status == "processing" and row.lease_token and row.lease_owner and row.lease_expires_at:
-            lease = Lease(row.id, row.lease_owner, row.lease_token, _aware(row.lease_expires_at))
-        return cls(row.id, row.path, row.import_root, row.original_name, row.status, stage, progress,
-                   row.attempts, row.error, row.media_id, row.next_attempt_at, row.created_at,
-                   row.finished_at, lease)
-
-    @property
-    def source(self) -> Path:
-        return Path(self.path)
-
-    @property
-    def source_path(self) -> str:
-        """The file's place inside the import folder it was found in: what people are shown."""
-        found = PurePath(self.path)
-        if not found.is_relative_to(self.import_root):
-            return self.path
-        return found.relative_to(self.import_root).as_posix()
-
-    def to_dict(self) -> dict[str, Any]:
-        """The admin API's shape: `source_path` relative to the import folder, as it always was."""
-        data: dict[str, Any] = {"id": self.id, "source_path": self.source_path}
-        hidden = ("id", "path", "import_root", "lease")
-        data.update((k, v) for k, v in self.__dict__.items() if k not in hidden)
-        for name in ("next_attempt_at", "created_at", "finished_at"):
-            moment = data[name]
-            data[name] = moment.isoformat() if moment else None
-        return data
-
-
-@dataclass(frozen=True)
-class QueueCounts:
-    queued: int = 0
-    processing: int = 0
-    done: int = 0
-    duplicate: int = 0
-    failed: int = 0
-    gone: int = 0
-
-    @property
-    def active(self) -> int:
-        return self.queued + self.processing
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _lapsed(now: datetime) -> ColumnElement[bool]:
@@ -403,5 +318,5 @@ class QueueService:
                                .where(ProcessingJob.status == "queued")).one()
             lapses = session.exec(select(func.min(ProcessingJob.lease_expires_at))
                                   .where(ProcessingJob.status == "processing")).one()
-        moments = [_aware(moment) for moment in (due, lapses) if moment is not None]
+        moments = [aware(moment) for moment in (due, lapses) if moment is not None]
         return max(0.0, (min(moments) - utcnow()).total_seconds()) if moments else None
