@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.inputs import WORK
-from bench.runner import REPO, Measurement, measure
+from bench.runner import Measurement, measure, publish
 from bench.serve_setup import VAULT_ENV, vault
 from bench.serve_setup import ensure_inputs as serve_inputs
 from vaultserver.config import AppPaths, Settings, save_settings
@@ -219,9 +219,4 @@ def main(quick: bool = False, keep: bool = False, revision: str = "unknown") -> 
     results = run(quick, keep)
     results["meta"]["git"] = revision
     rows = checks(results)
-    print()
-    print(report(results, rows))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({**results, "checks": rows}, indent=2) + "\n")
-    print(f"\nResults written to {RESULTS.relative_to(REPO)}")
-    return 0
+    return publish(report(results, rows), {**results, "checks": rows}, RESULTS)

@@ -31,7 +31,7 @@ from bench.evening_load import PAGE_ITEMS, Load, Samples, Site
 from bench.evening_setup import HOME, PHOTOS, SERVED_SECONDS, prepare
 from bench.inputs import ensure_video
 from bench.loadgen import machine_busy
-from bench.runner import REPO, cpu_seconds, tree_cpu_seconds
+from bench.runner import cpu_seconds, publish, tree_cpu_seconds
 from bench.serve_process import VaultServer
 from vaultserver.ffmpeg import ffmpeg
 
@@ -272,9 +272,4 @@ def main(quick: bool = False, local_workers: int | None = None, keep: bool = Fal
     results = run(quick, local_workers, keep, log=lambda line: print(line, flush=True))
     results["meta"]["git"] = revision
     rows = checks(results)
-    print()
-    print(report(results, rows))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({**results, "checks": rows}, indent=2) + "\n")
-    print(f"\nResults written to {RESULTS.relative_to(REPO)}")
-    return 0
+    return publish(report(results, rows), {**results, "checks": rows}, RESULTS)

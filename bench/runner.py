@@ -133,3 +133,13 @@ def _run(cmds: list[list[str]], env: dict[str, str]) -> dict:
 if __name__ == "__main__":
     spec = json.loads(sys.argv[1])
     print(json.dumps(_run(spec["cmds"], spec["env"])))
+
+
+def publish(text: str, results: dict, path: Path) -> int:
+    """Print a bench's report and save its results (JSON) where the README says they are."""
+    print()
+    print(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nResults written to {path.relative_to(REPO)}")
+    return 0

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from bench import loadgen, nginx_baseline
 from bench.inputs import WORK
-from bench.runner import REPO
+from bench.runner import publish
 from bench.serve_process import VaultServer
 from bench.serve_setup import ServeData, prepare
 
@@ -229,13 +229,8 @@ def main(client: str = "auto", seconds: float = 10.0, revision: str = "unknown")
     results = run(client, seconds)
     results["meta"]["git"] = revision
     rows = checks(results)
-    print()
-    print(report(results, rows))
     serialisable = {**results, "checks": rows,
                     "vault": {k: (x.to_dict() if isinstance(x, loadgen.Load) else x)
                               for k, x in results["vault"].items()},
                     "nginx": results["nginx"] and {k: x.to_dict() for k, x in results["nginx"].items()}}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(serialisable, indent=2) + "\n")
-    print(f"\nResults written to {RESULTS.relative_to(REPO)}")
-    return 0
+    return publish(report(results, rows), serialisable, RESULTS)
