@@ -199,7 +199,7 @@ function append(data) {
   if (state.total === 0) {
     const what = { all: "photos or videos", image: "photos", video: "videos" }[state.type];
     if (state.q) showEmpty(`Nothing called “${state.q}”`, `No ${what} have a name containing “${state.q}”.`);
-    else showEmpty(`No ${what} yet`, "Photos and videos appear here as soon as Vault has converted them.");
+    else showEmpty(`No ${what} yet`, "Photos appear here once converted; videos as soon as they start converting.");
   } else {
     $("empty").hidden = true;
   }
