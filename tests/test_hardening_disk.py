@@ -110,7 +110,7 @@ def test_a_disk_that_fills_up_mid_job_pauses_it_and_leaves_no_partial_file(
         media, services, imports, monkeypatch, where):
     source = media.copy_into(media.image("fills.jpg"), imports)
     if where == "staging":
-        def write_half_then_fail(self, source, job, stage, progress, cancel):
+        def write_half_then_fail(self, source, job, stage, progress, cancel, planned=None):
             (stage / "image.webp.vlt").write_bytes(b"half a file")  # as a worker process leaves it
             enospc()
         monkeypatch.setattr(ProcessConverter, "convert", write_half_then_fail)

@@ -225,10 +225,6 @@ class WorkerPool:
             with self._state:
                 self._keepers.discard(keeper)
         self._record(job.id, lambda: self._put_back_if_processing(job, error))
-        try:
-            self._services.converting.sweep()  # a video listed by an attempt that did not commit
-        except Exception:
-            log.exception("Could not sweep unfinished conversions; the next job tries again")
 
     def _put_back_if_processing(self, job: JobView, error: Exception | None) -> None:
         """Its outcome could not be written (the error came while recording it): retry it later, the attempt
@@ -291,6 +287,15 @@ class WorkerPool:
         if keeper is None:
             with LeaseKeeper(self._services.queue, lease_of(job)) as keeper:
                 return self.process(job, keeper)
+        try:
+            self._process(job, keeper)
+        finally:
+            try:
+                self._services.converting.sweep()  # a video this attempt listed, unless it committed
+            except Exception:
+                log.exception("Could not sweep unfinished conversions; the next job tries again")
+
+    def _process(self, job: JobView, keeper: LeaseKeeper) -> None:
         services, outcomes, lease = self._services, self.outcomes, lease_of(job)
         source = job.source
         if not source.is_file():
