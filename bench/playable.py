@@ -35,7 +35,7 @@ from bench.evening import drop
 from bench.inputs import WORK, ensure_video
 from bench.loadgen import machine_busy
 from bench.playable_watch import PLAYABLE_SECONDS, wait_until_ready, watch_until_playable
-from bench.runner import REPO, measure, tree_cpu_seconds
+from bench.runner import REPO, cpu_seconds, measure, tree_cpu_seconds
 from bench.serve_process import VaultServer
 from bench.serve_setup import PASSWORD, USER, vault
 from vaultserver.config import AppPaths, Settings, save_settings
@@ -69,6 +69,7 @@ def ingest(server: VaultServer, video: Path, seconds: int, imports: Path, log: C
     drop -> ready, Vault's CPU seconds meanwhile, and the cores everything else kept busy."""
     token = server.login()  # a fresh token for each clip: access tokens last 15 minutes
     cpu_before, machine_before = tree_cpu_seconds(server.proc.pid), machine_busy()
+    server_before = cpu_seconds(server.proc.pid)
     dropped_at = time.time()
     drop(video, imports)
     playable = watch_until_playable(server, token, video.name, dropped_at, TIMEOUT,
@@ -78,9 +79,11 @@ def ingest(server: VaultServer, video: Path, seconds: int, imports: Path, log: C
         f"{100 * playable['progress']:.0f}%)")
     ready = wait_until_ready(server, token, playable["id"], video.name, dropped_at, TIMEOUT)
     cpu = tree_cpu_seconds(server.proc.pid) - cpu_before
+    server_cpu = cpu_seconds(server.proc.pid) - server_before  # its own threads: serving, committing
     others = (machine_busy() - machine_before - cpu) / ready
     log(f"    ready after {ready:.1f} s")
-    return {**playable, "ready_seconds": ready, "cpu_seconds": cpu, "others_cores": max(0.0, others)}
+    return {**playable, "ready_seconds": ready, "cpu_seconds": cpu, "server_cpu_seconds": server_cpu,
+            "others_cores": max(0.0, others)}
 
 
 def plain(build: Callable[[Path], list[str]], keep: bool, top: str) -> dict:
@@ -194,7 +197,9 @@ def report(r: dict, rows: list[dict]) -> str:
              ("plain ffmpeg ladder, phone clip, top rung stream-copied",
               *_row(ff["phone_ladder_top_copied"]))]
     lines += [f"{label:<58}{wall:>9.1f}{cpu:>9.1f}{others:>8.2f}" for label, wall, cpu, others in table]
-    lines += ["(others: average cores busy with anything else on the machine meanwhile)"]
+    own = f"{long['server_cpu_seconds']:.1f} s and {phone['server_cpu_seconds']:.1f} s"
+    lines += ["(others: average cores busy with anything else on the machine meanwhile; Vault's CPU is the",
+              f" server and its workers, of which the server process itself {own}: serving, committing)"]
     lines += ["", f"{lc['seconds']} s clip, seconds from the drop (phone clip in brackets, its first "
               f"{min(PLAYABLE_SECONDS, pc['seconds']):g} s):"]
     names = {"listed": "listed in the library (converting)",

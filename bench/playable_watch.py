@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from bench.evening_load import media_playlist
 
 PLAYABLE_SECONDS = 10.0
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.25  # while waiting to play: each poll reads the playlists, a player's own pace
+READY_POLL_SECONDS = 1.0  # while waiting for the commit: one small request, little of the server's CPU
 ROUNDING = 0.05  # seconds: EXTINF durations are rounded, a 10 s clip may list 9.99 s
 TS_PACKET, TS_SYNC = 188, 0x47
 FAILED = ("failed", "duplicate", "gone")
@@ -146,5 +147,5 @@ def wait_until_ready(api: Api, token: str, item_id: str, name: str, dropped_at: 
             return time.time() - dropped_at
         if status == 404 and (why := _failure(api, token, name)):
             raise RuntimeError(f"Vault did not convert {name}: {why}")
-        time.sleep(POLL_SECONDS)
+        time.sleep(READY_POLL_SECONDS)
     raise RuntimeError(f"{name} was not ready within {timeout:g} s of the drop")
