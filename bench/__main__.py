@@ -1,9 +1,10 @@
-"""`python -m bench [--quick] [--keep] [ingest|serve|backup|evening|all]`: measure, print, save results.
+"""`python -m bench [--quick] [--keep] [ingest|serve|backup|evening|playable|all]`: measure, print, save.
 
 ingest (the default) measures conversion (bench/results/latest.json); serve measures HTTPS serving next to
 nginx (bench/serving.py, bench/results/serve.json); backup measures backups next to `cp -r` (bench/backup.py,
 bench/results/backup.json); evening measures viewers and grid scrollers while a video converts
-(bench/evening.py, bench/results/evening.json); all runs every one.
+(bench/evening.py, bench/results/evening.json); playable measures how soon a dropped video plays and what
+its ladder costs next to plain ffmpeg (bench/playable.py, bench/results/playable.json); all runs every one.
 """
 
 from __future__ import annotations
@@ -123,11 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 s clip and 2 photos: a smoke test")
     parser.add_argument("--keep", action="store_true", help=f"keep the run folders in {WORK / 'runs'}")
-    parser.add_argument("suite", nargs="?", choices=["ingest", "serve", "backup", "evening", "all"],
+    parser.add_argument("suite", nargs="?",
+                        choices=["ingest", "serve", "backup", "evening", "playable", "all"],
                         default="ingest",
                         help="ingest (default): conversion; serve: HTTPS serving next to nginx; backup: "
                              "backups next to cp -r; evening: viewers and grid scrollers while a video "
-                             "converts; all: every one")
+                             "converts; playable: drop to first 10 s playable, ladder cost, stream copy; "
+                             "all: every one")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
                         help="serve: load generator (auto: wrk if installed, else the Python client)")
     parser.add_argument("--seconds", type=float, default=10.0, help="serve: length of each load run")
@@ -139,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
 
         evening.main(args.quick, args.local_workers, args.keep, _git_revision())
         if args.suite == "evening":
+            return 0
+    if args.suite in ("playable", "all"):
+        from bench import playable
+
+        playable.main(args.quick, args.keep, _git_revision())
+        if args.suite == "playable":
             return 0
     if args.suite in ("serve", "all"):
         from bench import serving

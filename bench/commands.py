@@ -57,6 +57,30 @@ def ladder_one_run(ffmpeg: str, source: Path, out: Path, rungs: list[Rung]) -> l
         "-var_stream_map", stream_map, str(out / "%v" / "index.m3u8")]
 
 
+def ladder_top_copied(ffmpeg: str, source: Path, out: Path, rungs: list[Rung]) -> list[str]:
+    """Baseline (a) with the top rung stream-copied from the source (`-c:v:0 copy`): the other rungs are
+    scaled and encoded from one decode, as before. Only meaningful for an H.264 source at the top rung's
+    size with keyframes the segmenter can cut on; a measurement, not what Vault does."""
+    encoded = range(1, len(rungs))
+    graph = [f"[0:v]split={len(encoded)}" + "".join(f"[s{i}]" for i in encoded)] if encoded else []
+    graph += [f"[s{i}]scale={rungs[i].width}:{rungs[i].height}:flags=bicubic,setsar=1,format=yuv420p[v{i}]"
+              for i in encoded]
+    cmd = [*_head(ffmpeg, source), *(["-filter_complex", ";".join(graph)] if graph else []),
+           "-map", "0:v:0", "-map", "0:a:0"]
+    for i, r in enumerate(rungs):
+        if i > 0:
+            cmd += ["-map", f"[v{i}]", "-map", "0:a:0",
+                    f"-maxrate:v:{i}", str(r.maxrate), f"-bufsize:v:{i}", str(r.maxrate * 2)]
+        (out / r.name).mkdir(parents=True, exist_ok=True)
+    stream_map = " ".join(f"v:{i},a:{i},name:{r.name}" for i, r in enumerate(rungs))
+    for i in encoded:  # encoder options only where there is an encoder (a copy refuses `-profile`)
+        for option, value in zip(X264[::2], X264[1::2], strict=True):
+            cmd += [f"{option.split(':')[0]}:v:{i}", value]
+    return cmd + ["-c:v:0", "copy"] + AAC + HLS + [
+        "-master_pl_name", "master.m3u8", "-hls_segment_filename", str(out / "%v" / "seg_%05d.ts"),
+        "-var_stream_map", stream_map, str(out / "%v" / "index.m3u8")]
+
+
 def ladder_per_rung(ffmpeg: str, source: Path, out: Path, rungs: list[Rung]) -> list[list[str]]:
     """Baseline (b): one ffmpeg run per rung, run one after another; each decodes the source again."""
     cmds = []

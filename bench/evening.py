@@ -138,7 +138,8 @@ def _poll_until(deadline: float, server: VaultServer, token: str, name: str, log
     return False
 
 
-def _drop(video: Path, imports: Path) -> None:
+def drop(video: Path, imports: Path) -> None:
+    """Put `video` into the import folder the way a finished copy lands there: whole, at once."""
     imports.mkdir(parents=True, exist_ok=True)
     try:
         os.link(video, imports / video.name)  # appears whole at once; Vault removes only the link
@@ -172,7 +173,7 @@ def run(quick: bool, local_workers: int | None, keep: bool, log=print) -> dict:
                 _poll_until(marks.mark("idle") + timing.idle, server, token, dropped.name, log)
                 log(f"  converting {dropped.name} ...")
                 dropped_at = marks.mark("converting")
-                _drop(dropped, data.paths.default_imports)
+                drop(dropped, data.paths.default_imports)
                 if not _poll_until(dropped_at + CONVERT_TIMEOUT, server, token, dropped.name, log):
                     raise RuntimeError(f"{dropped.name} was not committed within {CONVERT_TIMEOUT:g} s")
                 marks.mark("end")

@@ -59,7 +59,16 @@ def _save_jpeg(image: Image.Image, path: Path, seed: int) -> None:
     os.replace(tmp, path)
 
 
-def _make_video(ffmpeg: str, texture: Path, seconds: int, path: Path) -> None:
+# The bench clip's own encoding: fast to make, a keyframe every 2 s.
+CLIP_ENCODER = ["-c:v", "libx264", "-preset", "superfast", "-crf", "20", "-g", str(VIDEO_FPS * 2)]
+# What a phone records: H.264 High 4:2:0 8-bit at a steady bitrate, a keyframe exactly every 2 s.
+PHONE_ENCODER = ["-vf", "scale=out_range=tv,format=yuv420p", "-c:v", "libx264", "-preset", "superfast",
+                 "-profile:v", "high", "-pix_fmt", "yuv420p",
+                 "-b:v", "12M", "-maxrate", "16M", "-bufsize", "24M", "-g", str(VIDEO_FPS * 2),
+                 "-keyint_min", str(VIDEO_FPS * 2), "-sc_threshold", "0"]
+
+
+def _make_video(ffmpeg: str, texture: Path, seconds: int, path: Path, encoder: list[str]) -> None:
     w, h = VIDEO_SIZE
     graph = (f"movie={texture},loop=loop=-1:size=1,setpts=N/{VIDEO_FPS}/TB,"
              f"crop={w}:{h}:x='(iw-ow)*(0.5-0.5*cos(t/5))':y='(ih-oh)*(0.5-0.5*sin(t/7))'[bg];"
@@ -71,7 +80,7 @@ def _make_video(ffmpeg: str, texture: Path, seconds: int, path: Path) -> None:
                     "-f", "lavfi", "-i", graph,
                     "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
                     "-t", str(seconds), "-r", str(VIDEO_FPS),
-                    "-c:v", "libx264", "-preset", "superfast", "-crf", "20", "-g", str(VIDEO_FPS * 2),
+                    *encoder,
                     "-c:a", "aac", "-b:a", "160k", "-ac", "2", "-movflags", "+faststart", str(tmp)],
                    check=True)
     os.replace(tmp, path)
@@ -93,15 +102,17 @@ def ensure_inputs(ffmpeg: str, quick: bool, log=print) -> Inputs:
     return Inputs(ensure_video(ffmpeg, seconds, log), seconds, photos, panorama)
 
 
-def ensure_video(ffmpeg: str, seconds: int, log=print) -> Path:
-    """The `seconds`-long 1080p30 clip; clips of different lengths are different files (never duplicates)."""
+def ensure_video(ffmpeg: str, seconds: int, log=print, phone: bool = False) -> Path:
+    """The `seconds`-long 1080p30 clip; clips of different lengths are different files (never duplicates).
+
+    `phone`: the same picture encoded the way a phone records (PHONE_ENCODER), a file of its own."""
     WORK.mkdir(parents=True, exist_ok=True)
     texture = WORK / "photo_1.jpg"
     if not texture.exists():
         log(f"  generating {texture.name} ({PHOTO_SIZE[0]}x{PHOTO_SIZE[1]})")
         _save_jpeg(synthetic_photo(PHOTO_SIZE, 1), texture, 1)
-    video = WORK / f"clip_{seconds}s_1080p30.mp4"
+    video = WORK / (f"phone_{seconds}s_1080p30_h264.mp4" if phone else f"clip_{seconds}s_1080p30.mp4")
     if not video.exists():
         log(f"  generating {video.name} (H.264 + AAC, {seconds} s) ...")
-        _make_video(ffmpeg, texture, seconds, video)
+        _make_video(ffmpeg, texture, seconds, video, PHONE_ENCODER if phone else CLIP_ENCODER)
     return video
