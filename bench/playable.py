@@ -19,7 +19,6 @@ bench/results/playable.json.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -35,7 +34,7 @@ from bench.evening import drop
 from bench.inputs import WORK, ensure_video
 from bench.loadgen import machine_busy
 from bench.playable_watch import PLAYABLE_SECONDS, wait_until_ready, watch_until_playable
-from bench.runner import REPO, cpu_seconds, measure, tree_cpu_seconds
+from bench.runner import cpu_seconds, measure, publish, tree_cpu_seconds
 from bench.serve_process import VaultServer
 from bench.serve_setup import PASSWORD, USER, vault
 from vaultserver.config import AppPaths, Settings, save_settings
@@ -226,9 +225,4 @@ def main(quick: bool = False, keep: bool = False, revision: str = "unknown") -> 
     results = run(quick, keep, log=lambda line: print(line, flush=True))
     results["meta"]["git"] = revision
     rows = checks(results)
-    print()
-    print(report(results, rows))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({**results, "checks": rows}, indent=2) + "\n")
-    print(f"\nResults written to {RESULTS.relative_to(REPO)}")
-    return 0
+    return publish(report(results, rows), {**results, "checks": rows}, RESULTS)
