@@ -29,7 +29,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 from urllib.parse import urljoin
 
-from bench.pyload import read_body, read_head
+from bench.pyload import read_body, read_head, run_fast
 
 BUFFER_AHEAD = 30.0  # seconds of video a player keeps buffered (hls.js maxBufferLength)
 PAGE_ITEMS = 24
@@ -250,14 +250,7 @@ async def _load(site: Site, viewers: int, scrollers: int, stopped: Any) -> Sampl
 
 def _process(site: Site, viewers: int, scrollers: int, stopped: Any, results: Any) -> None:
     try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:
-        factory = None
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            results.put(runner.run(_load(site, viewers, scrollers, stopped)))
+        results.put(run_fast(_load(site, viewers, scrollers, stopped)))
     except Exception as exc:  # reported by the parent instead of a wait for samples that never come
         results.put(exc)
 

@@ -354,3 +354,28 @@ def library(tmp_path_factory: pytest.TempPathFactory, media: MediaFactory) -> It
     assert set(items) == {"image", "video"}
     yield Library(paths, services, items)
     services.close()
+
+
+@pytest.fixture
+def controller(qtbot, paths, services):
+    """A started app controller (server on 127.0.0.1:0, pipeline running) with an owner and a viewer."""
+    from gui.controller import VaultController  # Qt only for the tests that ask for the app
+
+    services.users.create(OWNER, OWNER_PASSWORD, "admin")
+    services.users.create(VIEWER, VIEWER_PASSWORD, "viewer")
+    vault = VaultController(paths, services, host="127.0.0.1", port=0, poll_ms=100)
+    with qtbot.waitSignal(vault.started, timeout=30_000):
+        vault.start()
+    yield vault
+    vault.shutdown()
+
+
+@pytest.fixture
+def window(qtbot, controller):
+    """The admin window of the started app, shown (offscreen)."""
+    from gui.window import AdminWindow
+
+    win = AdminWindow(controller)
+    qtbot.addWidget(win)
+    win.show()
+    return win

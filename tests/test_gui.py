@@ -26,34 +26,13 @@ from gui.tabs import library as library_tab  # noqa: E402
 from gui.tabs import network as network_tab  # noqa: E402
 from gui.tabs import security as security_tab  # noqa: E402
 from gui.tray import TrayMenu  # noqa: E402
-from gui.window import AdminWindow  # noqa: E402
 from gui.wizard import FirstRunWizard  # noqa: E402
-from tests.conftest import OWNER, OWNER_PASSWORD, VIEWER, VIEWER_PASSWORD  # noqa: E402
+from tests.conftest import OWNER, OWNER_PASSWORD, VIEWER  # noqa: E402
 from tests.support import keep_the_recovery_key  # noqa: E402
 from vaultserver.server import client_context  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STRONG = "Str0ng!pass"
-
-
-@pytest.fixture
-def controller(qtbot, paths, services):
-    """A started app controller (server on 127.0.0.1:0, pipeline running) with an owner and a viewer."""
-    services.users.create(OWNER, OWNER_PASSWORD, "admin")
-    services.users.create(VIEWER, VIEWER_PASSWORD, "viewer")
-    vault = VaultController(paths, services, host="127.0.0.1", port=0, poll_ms=100)
-    with qtbot.waitSignal(vault.started, timeout=30_000):
-        vault.start()
-    yield vault
-    vault.shutdown()
-
-
-@pytest.fixture
-def window(qtbot, controller):
-    win = AdminWindow(controller)
-    qtbot.addWidget(win)
-    win.show()
-    return win
 
 
 def settle(qtbot, controller) -> None:

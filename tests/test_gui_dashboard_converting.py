@@ -10,22 +10,6 @@ import pytest
 
 pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is a dependency: `make test` installs it")
 
-from gui.controller import VaultController  # noqa: E402
-from gui.window import AdminWindow  # noqa: E402
-from tests.conftest import OWNER, OWNER_PASSWORD  # noqa: E402
-
-
-@pytest.fixture
-def window(qtbot, paths, services):
-    services.users.create(OWNER, OWNER_PASSWORD, "admin")
-    vault = VaultController(paths, services, host="127.0.0.1", port=0, poll_ms=100)
-    with qtbot.waitSignal(vault.started, timeout=30_000):
-        vault.start()
-    win = AdminWindow(vault)
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    vault.shutdown()
 
 
 def test_the_dashboard_says_how_far_a_converting_video_is(qtbot, window, media):

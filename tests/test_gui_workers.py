@@ -9,25 +9,9 @@ pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is a dependency: `make 
 
 from PySide6.QtGui import QGuiApplication  # noqa: E402
 
-from gui.controller import VaultController  # noqa: E402
 from gui.tabs.workers import AddWorkerDialog  # noqa: E402
-from gui.window import AdminWindow  # noqa: E402
-from tests.conftest import OWNER, OWNER_PASSWORD  # noqa: E402
 from vaultserver.join_string import JoinString  # noqa: E402
 from vaultserver.services.sessions import AuthError  # noqa: E402
-
-
-@pytest.fixture
-def window(qtbot, paths, services):
-    services.users.create(OWNER, OWNER_PASSWORD, "admin")
-    vault = VaultController(paths, services, host="127.0.0.1", port=0, poll_ms=100)
-    with qtbot.waitSignal(vault.started, timeout=30_000):
-        vault.start()
-    win = AdminWindow(vault)
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    vault.shutdown()
 
 
 def test_adding_a_worker_shows_its_join_string_to_copy(qtbot, window, services):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -93,8 +93,21 @@ class Assignment:
                    hls_key=_key_from_wire(data["hls_key"]))
 
 
-class Rendition(BaseModel):
+class _Wire(BaseModel):
+    """What crosses from a worker to the server: exactly these fields, checked, or WireError."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+    _what: ClassVar[str] = "message"
+
+    @classmethod
+    def parse(cls, data: object) -> Self:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise WireError(f"Malformed {cls._what}: {exc.errors(include_url=False)[:3]}") from exc
+
+
+class Rendition(_Wire):
 
     name: str = Field(pattern=r"^[0-9a-z_]{1,16}$")
     width: int = Field(gt=0, le=16384)
@@ -104,12 +117,11 @@ class Rendition(BaseModel):
     segments: int = Field(ge=0)  # 0 while the video converts
 
 
-class VideoPlanned(BaseModel):
+class VideoPlanned(_Wire):
     """A video's ladder as decided from its probe, before ffmpeg starts: what the server lists and serves
     (a master playlist) while the segments appear. Bandwidths are the rungs' caps."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+    _what: ClassVar[str] = "plan"
     duration: float = Field(ge=0)
     source_format: str = Field(max_length=200)
     renditions: list[Rendition] = Field(min_length=1, max_length=16)
@@ -124,13 +136,6 @@ class VideoPlanned(BaseModel):
                                          bandwidth=r.maxrate + audio, codecs=codecs, segments=0)
                                for r in rungs])
 
-    @classmethod
-    def parse(cls, data: object) -> VideoPlanned:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise WireError(f"Malformed plan: {exc.errors(include_url=False)[:3]}") from exc
-
 
 Planned = Callable[[VideoPlanned], None]
 
@@ -139,12 +144,11 @@ def _source_format(info: ProbeResult) -> str:
     return f"{info.container.split(',')[0]}/{info.video.codec}"
 
 
-class ConvertedItem(BaseModel):
+class ConvertedItem(_Wire):
     """A `StagedItem` on the wire: every field but the folder (the receiver's own) and the keys (named by id;
     the receiver holds them)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+    _what: ClassVar[str] = "result"
     media_id: str
     media_type: Literal["image", "video"]
     original_name: str = Field(max_length=1024)
@@ -172,13 +176,6 @@ class ConvertedItem(BaseModel):
                    has_original=staged.has_original, duration=staged.duration, animated=staged.animated,
                    taken_at=staged.taken_at, camera_make=staged.camera_make, camera_model=staged.camera_model,
                    renditions=[Rendition(**r) for r in staged.renditions])
-
-    @classmethod
-    def parse(cls, data: object) -> ConvertedItem:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise WireError(f"Malformed result: {exc.errors(include_url=False)[:3]}") from exc
 
     def staged(self, stage: Path, job: Assignment) -> StagedItem:
         """The item to commit from `stage`, with the job's own keys; WireError if it is not this job's."""
