@@ -84,7 +84,7 @@ def render_all(out: Path) -> int:
         services = controller.services
         owner = services.users.create("owner", "Correct-h0rse", "admin")
         for name, device in (("grandma", "Safari on iPhone"), ("sam", "Chrome on Android")):
-            user = services.users.create(name, "Correct-h0rse", "viewer")
+            user = services.users.create(name, "Correct-h0rse", "member")
             services.sessions.create(user, device_name=device, ip="192.168.1.23")
         services.sessions.create(owner, device_name="Safari on Mac", ip="127.0.0.1")
         pictures = Path(tmp) / "pictures"

@@ -148,7 +148,7 @@ def make_user(services: Services) -> Callable[..., Account]:
     """Create an account: `make_user(role="admin")`; names are unique unless given."""
     numbers = itertools.count(1)
 
-    def make(role: str = "viewer", password: str = PASSWORD, username: str | None = None) -> Account:
+    def make(role: str = "member", password: str = PASSWORD, username: str | None = None) -> Account:
         user = services.users.create(username or f"{role}{next(numbers)}", password, role)
         return Account(user.id, user.username, password, user.role)
     return make
@@ -182,7 +182,7 @@ def client(make_app_client) -> AppClient:
 @pytest.fixture
 def viewer_account(make_user) -> Account:
     """A family member's account (viewer)."""
-    return make_user(role="viewer")
+    return make_user(role="member")
 
 
 @pytest.fixture
@@ -212,7 +212,7 @@ def start_server(paths: AppPaths, services: Services):
     from vaultserver.runtime import VaultRuntime
 
     services.users.create(OWNER, OWNER_PASSWORD, "admin")
-    services.users.create(VIEWER, VIEWER_PASSWORD, "viewer")
+    services.users.create(VIEWER, VIEWER_PASSWORD, "member")
     runtime = VaultRuntime(paths, services)
     runtime.start(serve=True, host="127.0.0.1", port=0)
     return runtime
@@ -337,7 +337,7 @@ class Library:
     items: dict[str, MediaItem]  # by type: "image", "video"
     accounts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
-    def make_user(self, role: str = "viewer", password: str = PASSWORD) -> Account:
+    def make_user(self, role: str = "member", password: str = PASSWORD) -> Account:
         user = self.services.users.create(f"shared-{role}{next(self.accounts)}", password, role)
         return Account(user.id, user.username, password, user.role)
 
@@ -362,7 +362,7 @@ def controller(qtbot, paths, services):
     from gui.controller import VaultController  # Qt only for the tests that ask for the app
 
     services.users.create(OWNER, OWNER_PASSWORD, "admin")
-    services.users.create(VIEWER, VIEWER_PASSWORD, "viewer")
+    services.users.create(VIEWER, VIEWER_PASSWORD, "member")
     vault = VaultController(paths, services, host="127.0.0.1", port=0, poll_ms=100)
     with qtbot.waitSignal(vault.started, timeout=30_000):
         vault.start()

@@ -41,7 +41,7 @@ def connect(shared_server, library):
 @pytest.fixture
 def sign_in(connect, library):
     """A client signed in to the shared server as a new account of `role`."""
-    def sign_in(role: str = "viewer") -> ApiClient:
+    def sign_in(role: str = "member") -> ApiClient:
         account = library.make_user(role)
         client = connect()
         assert client.login(account.username, account.password).status == 200

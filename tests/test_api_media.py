@@ -18,7 +18,7 @@ def signed_in(library) -> Iterator[Callable[..., AppClient]]:
 
     running = InProcessApp(create_app(library.services))
 
-    def sign_in(role: str = "viewer") -> AppClient:
+    def sign_in(role: str = "member") -> AppClient:
         account = library.make_user(role)
         client = AppClient(running)
         assert client.login(account.username, account.password).status == 200

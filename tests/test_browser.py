@@ -501,7 +501,7 @@ def test_a_session_ended_elsewhere_returns_to_sign_in_leaving_no_media(browser, 
 
 
 def test_sign_in_explains_lockouts_and_networks_it_refuses(browser, vault):
-    vault.services.users.create("guest", "Gue5t!pass", "viewer")
+    vault.services.users.create("guest", "Gue5t!pass", "member")
     # The per-address limit, freshly counted (a locked account answers 401 like a wrong password).
     client, users = vault.client(), vault.services.users
     shared_throttle, users.throttle = users.throttle, IpThrottle(limit=5)

@@ -77,7 +77,7 @@ def test_wizard_creates_the_owner_and_saves_the_import_folder(qtbot, paths, serv
 
 
 def test_wizard_shows_why_the_account_was_refused(qtbot, paths, services):
-    services.users.create("mum", STRONG, "viewer")
+    services.users.create("mum", STRONG, "member")
     wizard = FirstRunWizard(VaultController(paths, services))
     qtbot.addWidget(wizard)
     wizard.account.name.setText("mum")
@@ -202,9 +202,9 @@ def test_library_pages_through_a_big_library(qtbot, controller, window, services
 def test_users_tab_adds_disables_and_resets(qtbot, controller, window, services):
     page = window.show_tab("Users")
     qtbot.waitUntil(lambda: page.table.rowCount() == 2)
-    page.create_user("grandma", "weak", "viewer")
+    page.create_user("grandma", "weak", "member")
     qtbot.waitUntil(lambda: "password needs" in page.notice.text().lower() or "must" in page.notice.text())
-    page.create_user("grandma", STRONG, "viewer")
+    page.create_user("grandma", STRONG, "member")
     qtbot.waitUntil(lambda: page.table.rowCount() == 3, timeout=30_000)
     grandma = services.users.by_name("grandma")
     tokens = services.sessions.create(grandma, device_name="iPad")
@@ -345,7 +345,7 @@ def test_security_tab_rotates_the_master_key(qtbot, controller, window, services
 
 def test_activity_tab_filters_and_exports_csv(qtbot, controller, window, services, tmp_path):
     services.users.authenticate(OWNER, OWNER_PASSWORD, "127.0.0.1")
-    services.users.create("grandma", STRONG, "viewer", actor=OWNER)
+    services.users.create("grandma", STRONG, "member", actor=OWNER)
     page = window.show_tab("Activity")
     qtbot.waitUntil(lambda: page.table.rowCount() >= 3 and page.event_choice.count() > 1, timeout=30_000)
     page.event_choice.setCurrentIndex(page.event_choice.findData("user_created"))

@@ -44,7 +44,7 @@ def seed(tmp_path_factory: pytest.TempPathFactory, media) -> Seed:
     """Two photos, an owner and a viewer, a recovery key and a certificate authority."""
     paths = make_paths(tmp_path_factory.mktemp("gui-backup-seed"))
     photos = [(media.image(name, size=(400 + number, 300)), name) for number, name in enumerate(PHOTOS)]
-    accounts = [(OWNER, OWNER_PASSWORD, "admin"), (VIEWER, "View3r!pass", "viewer")]
+    accounts = [(OWNER, OWNER_PASSWORD, "admin"), (VIEWER, "View3r!pass", "member")]
     return seed_data_folder(paths, photos, accounts)
 
 

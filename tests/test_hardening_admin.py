@@ -185,7 +185,7 @@ def test_absurd_audit_paging_is_a_validation_error(owner, query):
 
 def test_the_last_active_admin_cannot_be_demoted_or_disabled(owner, owner_account, services):
     me = owner_account.id
-    for change in ({"role": "viewer"}, {"is_active": False}):
+    for change in ({"role": "member"}, {"is_active": False}):
         reply = owner.request("PATCH", f"/api/admin/users/{me}", change)
         assert reply.status == 400 and reply.code == "VALIDATION_001", change
         assert "administrator" in reply.json()["error"]["message"]
@@ -194,12 +194,12 @@ def test_the_last_active_admin_cannot_be_demoted_or_disabled(owner, owner_accoun
 
 def test_an_admin_can_step_down_once_another_active_admin_exists(owner, owner_account, make_user, services):
     services.users.update(make_user(role="admin").id, is_active=False)  # a disabled admin does not count
-    assert owner.request("PATCH", f"/api/admin/users/{owner_account.id}", {"role": "viewer"}).code \
+    assert owner.request("PATCH", f"/api/admin/users/{owner_account.id}", {"role": "member"}).code \
         == "VALIDATION_001"
     second = make_user(role="admin")
-    assert owner.request("PATCH", f"/api/admin/users/{owner_account.id}", {"role": "viewer"}).status == 200
+    assert owner.request("PATCH", f"/api/admin/users/{owner_account.id}", {"role": "member"}).status == 200
     with pytest.raises(Exception, match="administrator"):
-        services.users.update(second.id, role="viewer")
+        services.users.update(second.id, role="member")
     with pytest.raises(Exception, match="administrator"):
         services.users.delete(second.id)
 

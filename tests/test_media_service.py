@@ -41,7 +41,7 @@ def library(tmp_path_factory: pytest.TempPathFactory, media: MediaFactory
     media.copy_into(media.video(seconds=3, size="640x360"), imports, "door.mp4")
     assert Pipeline(services).process_once(timeout=300)
     items = {item.type: item for item in services.library.all_items()}
-    user = services.users.create("watcher", "Watch3r!pass", "viewer")
+    user = services.users.create("watcher", "Watch3r!pass", "member")
     tokens = services.sessions.create(user, device_name="test")
     who = services.sessions.authenticate(tokens.access_token)
     yield services, items, who, tokens.access_token

@@ -120,7 +120,7 @@ def cmd_user(args: argparse.Namespace, services: Services) -> int:
     users = services.users
     if args.user_command == "add":
         user = users.create(
-            args.name, _password_from_stdin(), "admin" if args.admin else "viewer", "owner (cli)"
+            args.name, _password_from_stdin(), "admin" if args.admin else "member", "owner (cli)"
         )
         print(f"Created {user.role} {user.username}")
     elif args.user_command == "list":

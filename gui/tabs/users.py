@@ -30,7 +30,7 @@ class UserDialog(QDialog):
         self.name = QLineEdit(username or "")
         self.name.setEnabled(username is None)
         self.role = QComboBox()
-        self.role.addItem("Viewer (watches the gallery)", "viewer")
+        self.role.addItem("Member (sees the whole library)", "member")
         self.role.addItem("Admin (also manages Vault)", "admin")
         self.password = PasswordField()
         form = QFormLayout()
@@ -105,7 +105,7 @@ class UsersTab(Tab):
         for button in (self.password_button, self.role_button, self.active_button, self.delete_button):
             button.setEnabled(user is not None)
         if user:
-            self.role_button.setText("Make Viewer" if user.role == "admin" else "Make Admin")
+            self.role_button.setText("Make Member" if user.role == "admin" else "Make Admin")
             self.active_button.setText("Disable" if user.is_active else "Enable")
 
     def _change(self, user: UserView, done_text: str, *, password: str | None = None, role: str | None = None,
@@ -137,8 +137,8 @@ class UsersTab(Tab):
 
     def toggle_role(self) -> None:
         if user := self.selected():
-            role = "viewer" if user.role == "admin" else "admin"
-            self._change(user, f"{user.username} is now {'an admin' if role == 'admin' else 'a viewer'}.",
+            role = "member" if user.role == "admin" else "admin"
+            self._change(user, f"{user.username} is now {'an admin' if role == 'admin' else 'a member'}.",
                          role=role)
 
     def toggle_active(self) -> None:

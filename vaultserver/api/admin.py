@@ -27,7 +27,7 @@ async def users() -> Response:
 @require_auth(admin=True)
 async def create_user() -> tuple[Response, int]:
     body = await json_body()
-    role = body.get("role", "viewer")
+    role = body.get("role", "member")
     user = await run(
         services().users.create,
         text_field(body, "username", limit=64),

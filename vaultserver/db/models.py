@@ -28,12 +28,15 @@ def is_id(value: str) -> bool:
 
 class User(SQLModel, table=True):
     __tablename__ = "users"
+    # Names are one person whatever their case: "Alice" and "alice" cannot both exist.
+    __table_args__ = (Index("ux_users_username_lower", func.lower(text("username")), unique=True),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    username: str = Field(index=True, unique=True, max_length=64)
+    username: str = Field(index=True, unique=True, max_length=64)  # as typed at creation; matched lowered
     password_hash: str
-    role: str = Field(default="viewer", max_length=16)  # "admin" | "viewer"
+    role: str = Field(default="member", max_length=16)  # "admin" | "member" | "guest"
     is_active: bool = True
+    expires_at: datetime | None = None  # a non-admin account's last moment: no sign-in, no session after
     failed_attempts: int = 0
     locked_until: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -210,3 +213,50 @@ class Worker(SQLModel, table=True):
     job_id: str | None = Field(default=None, max_length=32)
     stage: str | None = Field(default=None, max_length=32)
     progress: float | None = None
+
+
+class Album(SQLModel, table=True):
+    """A named set of items, owned by the member who made it and shared with chosen accounts.
+
+    Deleting an album deletes no media; deleting an item or an account takes its album rows along.
+    """
+
+    __tablename__ = "albums"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    owner_id: str = Field(foreign_key="users.id", ondelete="CASCADE", index=True, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AlbumItem(SQLModel, table=True):
+    __tablename__ = "album_items"
+
+    album_id: str = Field(foreign_key="albums.id", ondelete="CASCADE", primary_key=True, max_length=32)
+    # Indexed on its own: a guest's access filter and an item's deletion look albums up by item.
+    media_id: str = Field(foreign_key="media_files.id", ondelete="CASCADE", primary_key=True, index=True,
+                          max_length=32)
+    added_at: datetime = Field(default_factory=utcnow)
+
+
+class AlbumShare(SQLModel, table=True):
+    """An album shared with one account: what a guest sees at all."""
+
+    __tablename__ = "album_shares"
+
+    album_id: str = Field(foreign_key="albums.id", ondelete="CASCADE", primary_key=True, max_length=32)
+    user_id: str = Field(foreign_key="users.id", ondelete="CASCADE", primary_key=True, index=True,
+                         max_length=32)
+    shared_at: datetime = Field(default_factory=utcnow)
+
+
+class Favorite(SQLModel, table=True):
+    """One person's heart on one item."""
+
+    __tablename__ = "favorites"
+
+    user_id: str = Field(foreign_key="users.id", ondelete="CASCADE", primary_key=True, max_length=32)
+    media_id: str = Field(foreign_key="media_files.id", ondelete="CASCADE", primary_key=True, index=True,
+                          max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -14,6 +14,7 @@ from vaultserver.db.models import utcnow
 from vaultserver.join_string import ca_pin
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.converting import ConvertingItems
+from vaultserver.services.events import EventHub
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
 from vaultserver.services.media import MediaService
@@ -38,6 +39,7 @@ class Services:
     media: MediaService  # what the media routes read: the one door, where the access rule will live
     converting: ConvertingItems  # videos listed and playable while they convert
     workers: WorkerService
+    events: EventHub  # what changed, told to the open gallery pages
 
     def close(self) -> None:
         self.db.dispose()
@@ -92,4 +94,4 @@ def open_services(paths: AppPaths, key_store: KeyStore | None = None) -> Service
     return Services(paths=paths, db=db, settings=settings, audit=audit, keys=keys, library=library,
                     queue=queue, users=UserService(db, audit), sessions=sessions,
                     media=MediaService(paths, library, keys, audit, converting), converting=converting,
-                    workers=WorkerService(db, audit))
+                    workers=WorkerService(db, audit), events=EventHub())

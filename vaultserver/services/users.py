@@ -38,7 +38,7 @@ BCRYPT_ROUNDS = 12
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
 IP_WINDOW_SECONDS = 15 * 60
-ROLES = ("admin", "viewer")
+ROLES = ("admin", "member", "guest")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 # bcrypt reads no further than 72 bytes, and bcrypt 5 refuses longer passwords outright.
 MAX_PASSWORD_BYTES = 72
@@ -182,14 +182,14 @@ class UserService:
         self.throttle = IpThrottle()
 
     def create(
-        self, username: str, password: str, role: str = "viewer", actor: str | None = None
+        self, username: str, password: str, role: str = "member", actor: str | None = None
     ) -> UserView:
         if not USERNAME.match(username or ""):
             raise ValidationError(
                 "Usernames are 2-64 letters, digits, '.', '_', '@' or '-'", details={"field": "username"}
             )
         if role not in ROLES:
-            raise ValidationError("Role must be admin or viewer", details={"field": "role"})
+            raise ValidationError("Role must be admin, member or guest", details={"field": "role"})
         hashed = hash_password(password)
         try:
             with self._db.session() as session:
@@ -301,7 +301,7 @@ class UserService:
                 row.failed_attempts, row.locked_until = 0, None
             if role is not None:
                 if role not in ROLES:
-                    raise ValidationError("Role must be admin or viewer", details={"field": "role"})
+                    raise ValidationError("Role must be admin, member or guest", details={"field": "role"})
                 row.role = role
             if is_active is not None:
                 row.is_active = is_active
