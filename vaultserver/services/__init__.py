@@ -12,6 +12,7 @@ from vaultserver.crypto.tls import ensure_certificate
 from vaultserver.db import Database, open_database
 from vaultserver.db.models import utcnow
 from vaultserver.join_string import ca_pin
+from vaultserver.services.access import AccessRule
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.converting import ConvertingItems
 from vaultserver.services.events import EventHub
@@ -93,5 +94,5 @@ def open_services(paths: AppPaths, key_store: KeyStore | None = None) -> Service
     converting = ConvertingItems(paths, db, keys, queue)
     return Services(paths=paths, db=db, settings=settings, audit=audit, keys=keys, library=library,
                     queue=queue, users=UserService(db, audit), sessions=sessions,
-                    media=MediaService(paths, library, keys, audit, converting), converting=converting,
-                    workers=WorkerService(db, audit), events=EventHub())
+                    media=MediaService(paths, library, keys, audit, converting, AccessRule(db)),
+                    converting=converting, workers=WorkerService(db, audit), events=EventHub())

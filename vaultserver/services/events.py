@@ -3,7 +3,7 @@
 Services publish from whatever thread did the change (a request's worker thread, a conversion pool thread);
 each open page subscribes on the server's event loop. An event names who it concerns (an item, a set of
 accounts or one session) and carries nothing a viewer could not already read: the events route asks
-`MediaService.may_see_event` before it sends one, so the access rule stays in one place.
+`MediaService.may_see_event` before it sends one (no database read), so the access rule stays in one place.
 """
 
 from __future__ import annotations
@@ -24,12 +24,15 @@ BACKLOG = 256  # events a slow page may fall behind by before it is told to relo
 
 @dataclass(frozen=True)
 class Event:
-    """One change. `media_id`: an item event, for whoever may see that item. `users`: only these accounts
-    (an album's owner and the accounts it is shared with). `session_id`: only that signed-in device."""
+    """One change, and who it concerns. `media_id`: an item event, for admins and members and the `guests`
+    (account ids) that see the item through a shared album, as they were when it happened (a deleted item's
+    albums are gone with it). `users`: only these accounts (an album's owner and the accounts it is shared
+    with). `session_id`: only that signed-in device."""
 
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
     media_id: str | None = None
+    guests: frozenset[str] = frozenset()
     users: frozenset[str] | None = None
     session_id: str | None = None
 

@@ -129,13 +129,14 @@ class KeyService:
                 self._cache.popitem(last=False)
         return key
 
-    def hls_key(self, key_id: str) -> bytes:
-        """A video's HLS key, the only kind handed to a player; file keys are refused like unknown ids."""
+    def hls_key(self, key_id: str) -> tuple[str, bytes]:
+        """A video's HLS key and the item it belongs to (whose access rule decides who gets it); the only
+        kind handed to a player: file keys are refused like unknown ids."""
         with self._db.session() as session:
             row = session.get(EncryptionKey, key_id)
         if row is None or row.purpose != "hls":
             raise NotFoundError("Unknown key", details={"key_id": key_id})
-        return self.data_key(key_id)
+        return row.media_id, self.data_key(key_id)
 
     def key_id(self, media_id: str, purpose: str) -> str:
         """Which key protects an item's files or stream; cached, since an item's keys never change."""

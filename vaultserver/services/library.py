@@ -312,7 +312,9 @@ class LibraryService:
         return MediaItem.from_row(row) if row else None
 
     def list(self, *, media_type: str | None = None, q: str | None = None, sort: str = "created_at",
-             order: str = "desc", page: int = 1, limit: int = 50) -> Page:
+             order: str = "desc", page: int = 1, limit: int = 50,
+             visible: ColumnElement[bool] | None = None) -> Page:
+        """A page of items; `visible`: the access rule's filter for the person asking (None: everything)."""
         if media_type not in (None, "", "all", "image", "video"):
             raise ValidationError("type must be image, video or all", details={"type": media_type})
         bad_paging = not (1 <= page <= MAX_PAGE and 1 <= limit <= 500)
@@ -320,7 +322,7 @@ class LibraryService:
             raise ValidationError("Bad sort, order, page or limit",
                                   details={"sort": sorted(SORTABLE), "order": ["asc", "desc"],
                                            "limit": "1..500", "page": f"1..{MAX_PAGE}"})
-        filters: builtins.list[ColumnElement[bool]] = []
+        filters: builtins.list[ColumnElement[bool]] = [] if visible is None else [visible]
         if media_type in ("image", "video"):
             filters.append(col(MediaFile.media_type) == media_type)
         if q:

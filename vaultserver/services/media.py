@@ -24,8 +24,10 @@ from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile, unseal
 from vaultserver.db.models import is_id
 from vaultserver.errors import NotFoundError
+from vaultserver.services.access import GUEST, AccessRule, visible
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.converting import CONVERTING, ConvertingItems
+from vaultserver.services.events import Event
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import (
     HLS_DIR,
@@ -106,25 +108,42 @@ def _not_found(media_id: str) -> NotFoundError:
 
 class MediaService:
     def __init__(self, paths: AppPaths, library: LibraryService, keys: KeyService, audit: AuditService,
-                 converting: ConvertingItems) -> None:
+                 converting: ConvertingItems, access: AccessRule) -> None:
         self._library_root = paths.library
         self._library = library
         self._keys = keys
         self._audit = audit
         self._converting = converting
+        self.access = access
 
     def _item(self, who: Principal, media_id: str) -> MediaItem:
-        """The one id check: hex ids only (nothing else can name a path), then the item itself."""
-        if not is_id(media_id):
+        """The one id check: hex ids only (nothing else can name a path), the access rule, then the item."""
+        if not is_id(media_id) or not self.access.may_see(who, media_id):
             raise _not_found(media_id)
         return self._library.get(media_id)
+
+    def may_see(self, who: Principal, media_id: str) -> bool:
+        return is_id(media_id) and self.access.may_see(who, media_id)
+
+    @staticmethod
+    def may_see_event(who: Principal, event: Event) -> bool:
+        """Whether an open page of `who` is told of this change: decided from the event alone (no database
+        read), so that one change told to many pages costs nothing per page."""
+        if event.session_id is not None:
+            return event.session_id == who.session_id
+        if event.users is not None:
+            return who.user_id in event.users
+        if event.media_id is not None:
+            return who.role != GUEST or who.user_id in event.guests
+        return True
 
     # --- listing and details -------------------------------------------------------------------------
 
     def listing(self, who: Principal, *, media_type: str | None = None, q: str | None = None,
                 sort: str = "created_at", order: str = "desc", page: int = 1, limit: int = 50) -> Page:
         """A page of the library: filtered by type and name, sorted, paged; converting ones with progress."""
-        found = self._library.list(media_type=media_type, q=q, sort=sort, order=order, page=page, limit=limit)
+        found = self._library.list(media_type=media_type, q=q, sort=sort, order=order, page=page, limit=limit,
+                                   visible=visible(who))
         return replace(found, items=self._with_progress(found.items))
 
     def details(self, who: Principal, media_id: str) -> tuple[MediaItem, float]:
@@ -235,7 +254,9 @@ class MediaService:
         """A video's 16-byte HLS key, and the audit entry saying who fetched it from where."""
         if not is_id(key_id):
             raise _not_found(key_id)
-        data = self._keys.hls_key(key_id)
+        media_id, data = self._keys.hls_key(key_id)
+        if not self.access.may_see(who, media_id):
+            raise _not_found(key_id)
         self._audit.record(AuditEvent("key_fetch", user_id=who.user_id, username=who.username,
                                       session_id=who.session_id, ip_address=ip, resource=key_id))
         return data

@@ -1,0 +1,51 @@
+"""Who may see which item: the one access rule, as SQL the library can filter by and as a yes/no for one item.
+
+Admins and members see the whole library. A guest sees exactly the items of the albums shared with them, and
+nothing at all once their account has expired (the session check ends them). `MediaService` is the only
+caller for media routes: an item a person may not see is answered like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, Select, exists
+from sqlmodel import col, select
+
+from vaultserver.db import Database
+from vaultserver.db.models import AlbumItem, AlbumShare, MediaFile
+from vaultserver.services.sessions import Principal
+
+GUEST = "guest"
+
+
+def shared_with(user_id: str) -> Select[tuple[str]]:
+    """The ids of the items in every album shared with this account (one indexed join)."""
+    return (select(col(AlbumItem.media_id))
+            .join(AlbumShare, col(AlbumShare.album_id) == col(AlbumItem.album_id))
+            .where(col(AlbumShare.user_id) == user_id))
+
+
+def visible(who: Principal) -> ColumnElement[bool] | None:
+    """A filter on `MediaFile` rows for what `who` may see; None when they may see everything."""
+    if who.role != GUEST:
+        return None
+    return col(MediaFile.id).in_(shared_with(who.user_id))
+
+
+class AccessRule:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def may_see(self, who: Principal, media_id: str) -> bool:
+        if who.role != GUEST:
+            return True
+        shared = shared_with(who.user_id).where(col(AlbumItem.media_id) == media_id)
+        with self._db.session() as session:
+            return bool(session.exec(select(exists(shared))).one())
+
+    def guests_seeing(self, media_id: str) -> frozenset[str]:
+        """The guest accounts that see this item through an album: told when it goes away."""
+        rows = (select(col(AlbumShare.user_id))
+                .join(AlbumItem, col(AlbumItem.album_id) == col(AlbumShare.album_id))
+                .where(col(AlbumItem.media_id) == media_id))
+        with self._db.session() as session:
+            return frozenset(session.exec(rows).all())
