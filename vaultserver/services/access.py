@@ -7,8 +7,9 @@ caller for media routes: an item a person may not see is answered like one that 
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, exists
+from sqlalchemy import ColumnElement, exists
 from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from vaultserver.db import Database
 from vaultserver.db.models import AlbumItem, AlbumShare, MediaFile
@@ -17,7 +18,7 @@ from vaultserver.services.sessions import Principal
 GUEST = "guest"
 
 
-def shared_with(user_id: str) -> Select[tuple[str]]:
+def shared_with(user_id: str) -> SelectOfScalar[str]:
     """The ids of the items in every album shared with this account (one indexed join)."""
     return (select(col(AlbumItem.media_id))
             .join(AlbumShare, col(AlbumShare.album_id) == col(AlbumItem.album_id))
