@@ -53,6 +53,13 @@ class Services:
             self.sessions.revoke_all_for_user(user_id, "account_changed_by_admin", None, actor)
         return user
 
+    def change_own_password(self, who: Principal, current: str, new: str, ip: str = "") -> int:
+        """A person's new password (the current one checked as at sign-in); every OTHER device of theirs is
+        signed out, the one asking stays. Returns how many were signed out."""
+        self.users.change_password(who.user_id, current, new, ip)
+        return self.sessions.revoke_all_for_user(who.user_id, "password_changed", keep=who.session_id,
+                                                 actor=who)
+
     def add_worker(self, name: str, *, actor: str | None) -> NewWorker:
         """A new worker token with its join string: this Mac's LAN URL on the configured port, and the pin of
         the CA the server presents (made first, as `serve` would, if this Vault has none yet)."""

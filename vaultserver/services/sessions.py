@@ -100,7 +100,7 @@ class SessionView:
 _LIVE_SESSION = (core_select(*(col(c) for c in (
                     DeviceSession.id, DeviceSession.user_id, DeviceSession.revoked_at,
                     DeviceSession.expires_at, DeviceSession.last_activity_at, User.username, User.role,
-                    User.is_active)))
+                    User.is_active)), col(User.expires_at).label("account_expires_at"))
                  .join(User, col(User.id) == col(DeviceSession.user_id))
                  .where(col(DeviceSession.id) == bindparam("sid"), col(User.id) == bindparam("sub")))
 
@@ -246,11 +246,13 @@ class SessionService:
             retired = None if row else session.exec(
                 select(RetiredRefreshToken.session_id).where(RetiredRefreshToken.token_hash == digest)
             ).first()
+            account_expires = session.exec(select(User.expires_at).where(User.id == row.user_id)).first() \
+                if row else None
         if retired is not None:
             self._end_for_reuse(retired, ip)
         if row is None:
             raise _auth("AUTH_002", "The refresh token is not valid")
-        self._check_live(row, now)
+        self._check_live(row, now, account_expires)
         refresh = secrets.token_urlsafe(48)
         with self._db.session() as session:
             # Swap first, before any read in this transaction: of two requests presenting the same token,
@@ -285,30 +287,35 @@ class SessionService:
         self._audit.record(AuditEvent("refresh", "denied", user_id=user_id, session_id=session_id,
                                       ip_address=ip, details={"reason": "refresh_token_reuse"}))
 
-    def _check_live(self, row: _SessionTimes, now: datetime) -> None:
-        """Raise AUTH_004 if the session is over; an idle or expired one is marked ended, with the reason."""
-        try:
-            self._check_row(row, now)
-        except AuthError as exc:
-            if row.revoked_at is None:
-                reason = "expired" if row.expires_at <= now else "idle_timeout"
-                with self._db.session() as session:
-                    ended = session.get(DeviceSession, row.id)
-                    if ended is not None:
-                        ended.revoked_at, ended.revoked_reason = now, reason
-                        session.add(ended)
-                self._audit.record(AuditEvent("session_ended", user_id=row.user_id, session_id=row.id,
-                                              details={"reason": reason}))
-            raise exc
+    def _check_live(self, row: _SessionTimes, now: datetime, account_expires: datetime | None = None) -> None:
+        """Raise AUTH_004 if the session is over; one that timed out (expired, idle, or its account's expiry
+        passed) is marked ended, with the reason."""
+        over = self._why_over(row, now, account_expires)
+        if over is None:
+            return
+        reason, message = over
+        if row.revoked_at is None:
+            with self._db.session() as session:
+                ended = session.get(DeviceSession, row.id)
+                if ended is not None:
+                    ended.revoked_at, ended.revoked_reason = now, reason
+                    session.add(ended)
+            self._audit.record(AuditEvent("session_ended", user_id=row.user_id, session_id=row.id,
+                                          details={"reason": reason}))
+        raise _auth("AUTH_004", message)
 
-    def _check_row(self, row: _SessionTimes, now: datetime) -> None:
+    def _why_over(self, row: _SessionTimes, now: datetime,
+                  account_expires: datetime | None) -> tuple[str, str] | None:
+        """Why the session is over (the reason recorded, the message), or None while it is live."""
         if row.revoked_at is not None:
-            raise _auth("AUTH_004", "This session was signed out")
+            return "revoked", "This session was signed out"
         if row.expires_at <= now:
-            raise _auth("AUTH_004", "This session has expired; please sign in again")
-        idle = timedelta(minutes=self._settings.current.idle_timeout_minutes)
-        if now - row.last_activity_at > idle:
-            raise _auth("AUTH_004", "Signed out after a period of inactivity")
+            return "expired", "This session has expired; please sign in again"
+        if account_expires is not None and account_expires <= now:
+            return "account_expired", "This account has expired"
+        if now - row.last_activity_at > timedelta(minutes=self._settings.current.idle_timeout_minutes):
+            return "idle_timeout", "Signed out after a period of inactivity"
+        return None
 
     def authenticate(self, access_token: str) -> Principal:
         """The per-request check: a valid token AND a live session row. Touches last activity cheaply.
@@ -321,7 +328,7 @@ class SessionService:
             row = connection.execute(_LIVE_SESSION, {"sid": claims["sid"], "sub": claims["sub"]}).first()
         if row is None:
             raise _auth("AUTH_004", "This session no longer exists")
-        self._check_live(row, now)
+        self._check_live(row, now, row.account_expires_at)
         if not row.is_active:
             raise _auth("AUTH_004", "This account is disabled")
         if self._due_activity_write(row.id):

@@ -1,4 +1,4 @@
-"""Accounts: the password policy, bcrypt hashing, sign-in checks with lockout, and account administration.
+"""Accounts: bcrypt hashing, sign-in checks with lockout, expiry, and account administration.
 
 A wrong password, an unknown name, a disabled account and a locked one all cost the same bcrypt work and get
 the same answer (401 AUTH_001 "Wrong username or password"), so neither timing nor wording tells an attacker
@@ -6,7 +6,11 @@ which usernames exist or which one is locked; the lock itself is enforced and au
 Only the per-address limit answers 429 with retry_after: it is about the address, not the account.
 
 Each password check of a real account is claimed in the database before bcrypt runs (one conditional
-UPDATE), so concurrent guesses cannot get more checks than the lockout allows.
+UPDATE), so concurrent guesses cannot get more checks than the lockout allows. A person changing their own
+password goes through the same check, so a stolen session cannot guess its way to the password.
+
+Names are one person whatever their case: stored as typed, matched lowered (the database's unique index on
+lower(username) makes "Alice" and "alice" one name). A non-admin account may expire (account_expiry.py).
 """
 
 from __future__ import annotations
@@ -17,20 +21,24 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from datetime import date, datetime, timedelta
+from typing import Any, Literal, NoReturn
 
 import bcrypt
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlmodel import Session, col, select
 
 from vaultserver.db import Database
 from vaultserver.db.models import DeviceSession, PlaybackPosition, User, utcnow
 from vaultserver.errors import ValidationError, VaultError
+from vaultserver.services.account_expiry import ADMIN_EXPIRY, KEEP, Keep, checked_expiry, expiry_day
 from vaultserver.services.audit import AuditEvent, AuditService
+from vaultserver.services.password_policy import MAX_PASSWORD_BYTES as MAX_PASSWORD_BYTES
+from vaultserver.services.password_policy import POLICY as POLICY
+from vaultserver.services.password_policy import check_password_policy, password_bytes
+from vaultserver.services.password_policy import password_problems as password_problems
 
 log = logging.getLogger(__name__)
 
@@ -40,31 +48,9 @@ LOCKOUT = timedelta(minutes=15)
 IP_WINDOW_SECONDS = 15 * 60
 ROLES = ("admin", "member", "guest")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
-# bcrypt reads no further than 72 bytes, and bcrypt 5 refuses longer passwords outright.
-MAX_PASSWORD_BYTES = 72
-
-
-def password_bytes(password: str) -> bytes | None:
-    """What bcrypt is given for `password`: its UTF-8, or None when bcrypt cannot take it (too long, or text
-    with a lone surrogate, which JSON can carry but UTF-8 cannot)."""
-    try:
-        encoded = password.encode()
-    except UnicodeEncodeError:
-        return None
-    return encoded if len(encoded) <= MAX_PASSWORD_BYTES else None
-
-
-POLICY: tuple[tuple[str, Callable[[str], bool]], ...] = (
-    ("at least 8 characters", lambda p: len(p) >= 8),
-    ("an uppercase letter", lambda p: any(c.isupper() for c in p)),
-    ("a lowercase letter", lambda p: any(c.islower() for c in p)),
-    ("a digit", lambda p: any(c.isdigit() for c in p)),
-    ("a special character", lambda p: any(not c.isalnum() for c in p)),
-    (f"at most {MAX_PASSWORD_BYTES} bytes (an accented letter counts 2, an emoji 4)",
-     lambda p: password_bytes(p) is not None),
-)
 _DUMMY_PASSWORD = b"timing equaliser"
 WRONG_CREDENTIALS = "Wrong username or password"
+WRONG_CURRENT_PASSWORD = "The current password is wrong"
 
 
 @functools.cache
@@ -75,6 +61,11 @@ def _dummy_hash(rounds: int) -> bytes:
 
 LAST_ADMIN = ("Vault needs at least one active administrator: make another account an administrator "
               "first")
+
+
+def _named(username: str) -> Any:
+    """Matches the account of this name whatever its case (through the index on lower(username))."""
+    return func.lower(col(User.username)) == (username or "").lower()
 
 
 def _active_admins(session: Session) -> list[str]:
@@ -98,6 +89,12 @@ class UserExists(VaultError):
     code, status = "VALIDATION_001", 409
 
 
+class AccountExpired(VaultError):
+    """The right password for an account past its expiry (the wrong one stays AUTH_001: no oracle)."""
+
+    code, status = "AUTH_006", 401
+
+
 @dataclass(frozen=True)
 class UserView:
     id: str
@@ -107,12 +104,20 @@ class UserView:
     created_at: datetime
     last_login_at: datetime | None
     locked_until: datetime | None
+    expires_at: datetime | None = None  # the moment a non-admin account stops; None: never
 
     @classmethod
     def from_row(cls, row: User) -> UserView:
-        return cls(
-            row.id, row.username, row.role, row.is_active, row.created_at, row.last_login_at, row.locked_until
-        )
+        return cls(row.id, row.username, row.role, row.is_active, row.created_at, row.last_login_at,
+                   row.locked_until, row.expires_at)
+
+    @property
+    def expires_on(self) -> date | None:
+        """The expiry as the date the owner gave (this machine's time)."""
+        return expiry_day(self.expires_at) if self.expires_at else None
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or utcnow())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,19 +127,8 @@ class UserView:
             "is_active": self.is_active,
             "created_at": self.created_at.isoformat(),
             "last_login_at": self.last_login_at.isoformat() if self.last_login_at else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
         }
-
-
-def password_problems(password: str) -> list[str]:
-    """The unmet rules, in words; empty when the password is acceptable."""
-    return [rule for rule, ok in POLICY if not ok(password)]
-
-
-def check_password_policy(password: str) -> None:
-    if not isinstance(password, str):
-        raise ValidationError("The password must be text", details={"field": "password"})
-    if problems := password_problems(password):
-        raise ValidationError("The password needs " + ", ".join(problems), details={"unmet": problems})
 
 
 def hash_password(password: str) -> str:
@@ -181,43 +175,86 @@ class UserService:
         self._audit = audit
         self.throttle = IpThrottle()
 
-    def create(
-        self, username: str, password: str, role: str = "member", actor: str | None = None
-    ) -> UserView:
+    def create(self, username: str, password: str, role: str = "member", actor: str | None = None,
+               expires_at: date | None = None) -> UserView:
+        """A new account; `expires_at` (a non-admin's): see `expiry_moment`. A name that differs from an
+        existing one only in case is taken (409)."""
         if not USERNAME.match(username or ""):
             raise ValidationError(
                 "Usernames are 2-64 letters, digits, '.', '_', '@' or '-'", details={"field": "username"}
             )
         if role not in ROLES:
             raise ValidationError("Role must be admin, member or guest", details={"field": "role"})
+        expiry = checked_expiry(role, expires_at)
         hashed = hash_password(password)
         try:
             with self._db.session() as session:
-                row = User(username=username, password_hash=hashed, role=role)
+                row = User(username=username, password_hash=hashed, role=role, expires_at=expiry)
                 session.add(row)
         except DBIntegrityError:
-            raise UserExists(
-                f"A user named {username!r} already exists", details={"field": "username"}
-            ) from None
-        self._audit.record(
-            AuditEvent("user_created", username=actor, resource=username, details={"role": role})
-        )
+            raise UserExists(f"A user named {username!r} already exists (names match whatever their case)",
+                             details={"field": "username"}) from None
+        details: dict[str, Any] = {"role": role, **({"expires_at": expiry.isoformat()} if expiry else {})}
+        self._audit.record(AuditEvent("user_created", username=actor, resource=username, details=details))
         return UserView.from_row(row)
 
     def authenticate(self, username: str, password: str, ip: str) -> UserView:
-        """Check a sign-in: AUTH_001 if refused for any reason of the account; 429 only when throttled."""
-        if wait := self.throttle.retry_after(ip):
-            self._deny(username, ip, "ip_rate_limited")
-            raise TooManyAttempts("Too many failed sign-ins from this address. Try again later.", wait)
+        """Check a sign-in: AUTH_001 if refused for any reason of the account; 429 only when throttled.
+        The right password of an expired account is told so (AUTH_006), with whom to ask."""
+        self._check_throttle(username, ip)
         with self._db.session() as session:
-            row = session.exec(select(User).where(User.username == username)).first()
+            row = session.exec(select(User).where(_named(username))).first()
         now = utcnow()
         if row is None:
             _spend_a_check()
             self._refuse(username, ip, "failed")
+        self._check_password(row, password, ip, now)
+        expired = row.expires_at if row.expires_at is not None and row.expires_at <= now else None
+        # The right password clears the failures, even on a disabled account (which is still refused).
+        signed_in = {"last_login_at": now} if row.is_active and expired is None else {}
+        with self._db.engine.begin() as connection:
+            connection.execute(update(User).where(col(User.id) == row.id).values(
+                failed_attempts=0, locked_until=None, **signed_in))
+        if not row.is_active:
+            self._refuse(username, ip, "failed", {"reason": "disabled"})
+        if expired is not None:
+            self._audit.record(AuditEvent("login", "failed", user_id=row.id, username=row.username,
+                                          ip_address=ip, details={"reason": "account_expired"}))
+            raise AccountExpired(f"This account expired on {expiry_day(expired):%Y-%m-%d}; ask "
+                                 f"{self._owner_name()} to extend it")
+        return replace(UserView.from_row(row), last_login_at=now, locked_until=None)
+
+    def change_password(self, user_id: str, current: str, new: str, ip: str = "") -> UserView:
+        """A person's change of their own password. The new one must meet the policy (400 with the unmet
+        rules); the current one is checked as a sign-in checks it: a wrong one is AUTH_001 and counts
+        toward the account's lockout and the address's limit. Signing other devices out is the caller's."""
+        with self._db.session() as session:
+            row = session.get(User, user_id)
+        if row is None:
+            raise VaultError("No such user", code="VALIDATION_001", status=404)
+        check_password_policy(new)
+        self._check_throttle(row.username, ip, "password_change")
+        now = utcnow()
+        self._check_password(row, current, ip, now, "password_change")
+        with self._db.engine.begin() as connection:
+            connection.execute(update(User).where(col(User.id) == row.id).values(
+                password_hash=hash_password(new), failed_attempts=0, locked_until=None, updated_at=now))
+        self._audit.record(AuditEvent("password_changed", user_id=row.id, username=row.username,
+                                      resource=row.username, ip_address=ip))
+        return UserView.from_row(row)
+
+    def _check_throttle(self, username: str, ip: str, event: str = "login") -> None:
+        if wait := self.throttle.retry_after(ip):
+            self._deny(username, ip, "ip_rate_limited", event)
+            raise TooManyAttempts("Too many failed sign-ins from this address. Try again later.", wait)
+
+    def _check_password(self, row: User, password: str, ip: str, now: datetime, event: str = "login") -> None:
+        """Refuse (AUTH_001, audited as `event`) a wrong password or a locked account; each check is
+        claimed first, and the last one the lockout allows locks the account."""
+        message = WRONG_CREDENTIALS if event == "login" else WRONG_CURRENT_PASSWORD
         if not self._claim_check(row.id, now):
             _spend_a_check()
-            self._refuse(username, ip, "locked", {"reason": "account_locked"})
+            self._refuse(row.username, ip, "locked", {"reason": "account_locked"}, event, message)
         candidate = password_bytes(password)  # too long for bcrypt: a wrong password, counted as one
         if candidate is None:
             valid = _spend_a_check()
@@ -225,16 +262,17 @@ class UserService:
             valid = bcrypt.checkpw(candidate, row.password_hash.encode())
         if not valid:
             if locked_until := self._lock_if_spent(row.id, now):
-                self._refuse(username, ip, "locked",
-                             {"reason": "too_many_failures", "locked_until": locked_until.isoformat()})
-            self._refuse(username, ip, "failed")
-        # The right password clears the failures, even on a disabled account (which is still refused).
-        with self._db.engine.begin() as connection:
-            connection.execute(update(User).where(col(User.id) == row.id).values(
-                failed_attempts=0, locked_until=None, **({"last_login_at": now} if row.is_active else {})))
-        if not row.is_active:
-            self._refuse(username, ip, "failed", {"reason": "disabled"})
-        return replace(UserView.from_row(row), last_login_at=now, locked_until=None)
+                self._refuse(row.username, ip, "locked",
+                             {"reason": "too_many_failures", "locked_until": locked_until.isoformat()},
+                             event, message)
+            self._refuse(row.username, ip, "failed", None, event, message)
+
+    def _owner_name(self) -> str:
+        """Whom an expired account should ask: the first administrator."""
+        with self._db.session() as session:
+            name = session.exec(select(User.username).where(User.role == "admin", col(User.is_active))
+                                .order_by(col(User.created_at))).first()
+        return name or "the owner of this Vault"
 
     def _claim_check(self, user_id: str, now: datetime) -> bool:
         """Count this attempt as a failure before its password check runs, unless the account is locked or
@@ -255,17 +293,17 @@ class UserService:
         with self._db.engine.begin() as connection:
             return until if connection.execute(lock).rowcount == 1 else None
 
-    def _refuse(self, username: str, ip: str, outcome: str,
-                details: dict[str, Any] | None = None) -> NoReturn:
+    def _refuse(self, username: str, ip: str, outcome: str, details: dict[str, Any] | None = None,
+                event: str = "login", message: str = WRONG_CREDENTIALS) -> NoReturn:
         """The one answer to every refused name and password, whatever the reason (audited with it)."""
         self.throttle.failed(ip)
-        self._audit.record(AuditEvent("login", outcome, username=username, ip_address=ip,
+        self._audit.record(AuditEvent(event, outcome, username=username, ip_address=ip,
                                       details=details or {}))
-        raise InvalidCredentials(WRONG_CREDENTIALS)
+        raise InvalidCredentials(message)
 
-    def _deny(self, username: str, ip: str, reason: str) -> None:
-        self._audit.record_refusal(AuditEvent("login", "denied", username=username, ip_address=ip,
-                                      details={"reason": reason}))
+    def _deny(self, username: str, ip: str, reason: str, event: str = "login") -> None:
+        self._audit.record_refusal(AuditEvent(event, "denied", username=username, ip_address=ip,
+                                              details={"reason": reason}))
 
     def get(self, user_id: str) -> UserView | None:
         with self._db.session() as session:
@@ -274,7 +312,7 @@ class UserService:
 
     def by_name(self, username: str) -> UserView:
         with self._db.session() as session:
-            row = session.exec(select(User).where(User.username == username)).first()
+            row = session.exec(select(User).where(_named(username))).first()
         if row is None:
             raise VaultError(f"No user named {username!r}", code="VALIDATION_001", status=404)
         return UserView.from_row(row)
@@ -291,7 +329,9 @@ class UserService:
         role: str | None = None,
         is_active: bool | None = None,
         actor: str | None = None,
+        expires_at: date | None | Literal[Keep.KEEP] = KEEP,
     ) -> UserView:
+        """Change what is given (None or KEEP: as it is; `expires_at=None`: never expires)."""
         with self._db.session() as session:
             row = session.get(User, user_id)
             if row is None:
@@ -303,15 +343,19 @@ class UserService:
                 if role not in ROLES:
                     raise ValidationError("Role must be admin, member or guest", details={"field": "role"})
                 row.role = role
+            if expires_at is not KEEP:
+                row.expires_at = checked_expiry(row.role, expires_at)
+            elif row.role == "admin" and row.expires_at is not None:
+                raise ValidationError(ADMIN_EXPIRY, details={"field": "expires_at"})
             if is_active is not None:
                 row.is_active = is_active
             if (role is not None or is_active is not None) and not _active_admins(session):
                 raise ValidationError(LAST_ADMIN, details={"field": "is_active" if role is None else "role"})
             row.updated_at = utcnow()
             session.add(row)
-        changed = [
-            k for k, v in (("password", password), ("role", role), ("is_active", is_active)) if v is not None
-        ]
+        given = {"password": password is not None, "role": role is not None,
+                 "is_active": is_active is not None, "expires_at": expires_at is not KEEP}
+        changed = [name for name, was_given in given.items() if was_given]
         self._audit.record(
             AuditEvent("user_updated", username=actor, resource=row.username, details={"changed": changed})
         )
