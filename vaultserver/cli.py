@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from vaultserver import __version__
+from vaultserver import __version__, account_commands
 from vaultserver.backup.commands import cmd_backup, cmd_restore, cmd_verify_backup
 from vaultserver.config import AppPaths, resolve_data_dir
 from vaultserver.errors import VaultError
@@ -107,37 +107,6 @@ def cmd_serve(args: argparse.Namespace, paths: AppPaths) -> int:
         return _run_until_signal(runtime, serve=True, host=args.host, port=args.port)
     finally:
         runtime.close()
-
-
-def _password_from_stdin() -> str:
-    password = sys.stdin.readline().rstrip("\n")
-    if not password:
-        raise VaultError("Give the password on standard input (--password-stdin)", code="VALIDATION_001")
-    return password
-
-
-def cmd_user(args: argparse.Namespace, services: Services) -> int:
-    users = services.users
-    if args.user_command == "add":
-        user = users.create(
-            args.name, _password_from_stdin(), "admin" if args.admin else "member", "owner (cli)"
-        )
-        print(f"Created {user.role} {user.username}")
-    elif args.user_command == "list":
-        for user in users.list():
-            state = "active" if user.is_active else "disabled"
-            print(f"{user.username:24} {user.role:7} {state:8} last sign-in {user.last_login_at or 'never'}")
-    elif args.user_command == "passwd":
-        user = users.by_name(args.name)
-        users.update(user.id, password=_password_from_stdin(), actor="owner (cli)")
-        ended = services.sessions.revoke_all_for_user(user.id, "password_changed")
-        print(f"Password changed for {user.username}; {ended} session(s) signed out")
-    elif args.user_command == "disable":
-        user = users.by_name(args.name)
-        users.update(user.id, is_active=False, actor="owner (cli)")
-        ended = services.sessions.revoke_all_for_user(user.id, "account_disabled")
-        print(f"Disabled {user.username}; {ended} session(s) signed out")
-    return 0
 
 
 def cmd_sessions(args: argparse.Namespace, services: Services) -> int:
@@ -279,18 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="convert for a Vault (run by the server, or on a worker machine)")
     worker_command.add_arguments(worker)
 
-    user = sub.add_parser("user", help="add, list, change or disable accounts")
-    user_sub = user.add_subparsers(dest="user_command", required=True)
-    add = user_sub.add_parser("add", help="create an account (password read from stdin)")
-    add.add_argument("name")
-    add.add_argument("--admin", action="store_true", help="an administrator (the owner)")
-    add.add_argument("--password-stdin", action="store_true", required=True)
-    user_sub.add_parser("list", help="list accounts")
-    passwd = user_sub.add_parser("passwd", help="set a new password (read from stdin)")
-    passwd.add_argument("name")
-    passwd.add_argument("--password-stdin", action="store_true", required=True)
-    disable = user_sub.add_parser("disable", help="disable an account and sign it out everywhere")
-    disable.add_argument("name")
+    account_commands.add_parser(sub)
 
     sessions = sub.add_parser("sessions", help="list or end signed-in devices")
     sessions_sub = sessions.add_subparsers(dest="sessions_command", required=True)
@@ -340,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 SERVICE_COMMANDS: dict[str, Callable[[argparse.Namespace, Services], int]] = {
     "library": cmd_library,
     "keys": cmd_keys,
-    "user": cmd_user,
+    "user": account_commands.cmd_user,
     "sessions": cmd_sessions,
     "worker-token": token_commands.cmd_worker_token,
 }

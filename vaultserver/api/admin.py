@@ -6,6 +6,7 @@ only a remote change meets (local-only settings, a listen address this machine h
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from quart import Blueprint, Response, g, jsonify, request
@@ -13,6 +14,7 @@ from quart import Blueprint, Response, g, jsonify, request
 from vaultserver.api.context import json_body, require_auth, run, services, text_field
 from vaultserver.config import Settings
 from vaultserver.errors import ValidationError
+from vaultserver.services.account_expiry import expiry_date
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -34,6 +36,7 @@ async def create_user() -> tuple[Response, int]:
         text_field(body, "password", limit=1024),
         role if isinstance(role, str) else "",
         g.principal.username,
+        _expiry(body.get("expires_at")),
     )
     return jsonify({"user": user.to_dict()}), 201
 
@@ -42,11 +45,24 @@ async def create_user() -> tuple[Response, int]:
 @require_auth(admin=True)
 async def update_user(user_id: str) -> Response:
     body = await json_body()
-    changes = {k: body[k] for k in ("password", "role", "is_active") if k in body}
+    changes: dict[str, Any] = {k: body[k] for k in ("password", "role", "is_active") if k in body}
     if "is_active" in changes and not isinstance(changes["is_active"], bool):
         raise ValidationError("'is_active' must be true or false", details={"field": "is_active"})
+    if "expires_at" in body:
+        changes["expires_at"] = _expiry(body["expires_at"])
     user = await run(services().change_user, user_id, actor=g.principal, **changes)
     return jsonify({"user": user.to_dict()})
+
+
+def _expiry(value: Any) -> date | None:
+    """`expires_at` as sent: "YYYY-MM-DD" (the account stops as that day begins, this machine's time) or
+    null (never)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("'expires_at' must be a date as YYYY-MM-DD, or null for never",
+                              details={"field": "expires_at"})
+    return expiry_date(value)
 
 
 @bp.delete("/users/<user_id>")

@@ -1,5 +1,5 @@
-"""Sign-in, refresh, sign-out and "who am I". The request plumbing they share with every other blueprint
-(services, the session check, JSON bodies) lives in api/context.py.
+"""Sign-in, refresh, sign-out, "who am I" and changing my own password. The request plumbing they share with
+every other blueprint (services, the session check, JSON bodies) lives in api/context.py.
 """
 
 from __future__ import annotations
@@ -88,6 +88,17 @@ async def logout() -> Response:
     # Pictures are cached privately for an hour: the browser drops them with the session.
     response.headers["Clear-Site-Data"] = '"cache"'
     return response
+
+
+@bp.post("/password")
+@require_auth()
+async def change_password() -> Response:
+    """Change my own password; every other device of mine is signed out, this one stays."""
+    body = await json_body()
+    current = text_field(body, "current_password", limit=1024)
+    new = text_field(body, "new_password", limit=1024)
+    signed_out = await run(services().change_own_password, g.principal, current, new, client_ip())
+    return jsonify({"ok": True, "signed_out": signed_out})
 
 
 @bp.get("/me")

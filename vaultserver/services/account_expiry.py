@@ -26,6 +26,15 @@ class Keep(Enum):
 KEEP = Keep.KEEP
 
 
+def expiry_date(text: str) -> date:
+    """An expiry date as the owner types it, YYYY-MM-DD; anything else is refused with an example."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date()
+    except (TypeError, ValueError):
+        raise ValidationError(f"{text!r} is not a date: give it as YYYY-MM-DD, like 2026-12-06",
+                              details={"field": "expires_at"}) from None
+
+
 def expiry_moment(expires: date) -> datetime:
     """When an account given this expiry stops: a date's first moment, this machine's time; a datetime (with
     its time zone) is the moment itself."""
