@@ -217,7 +217,7 @@ def test_users_tab_adds_disables_and_resets(qtbot, controller, window, services)
     qtbot.waitUntil(lambda: page.active_button.text() == "Enable", timeout=30_000)
     with pytest.raises(Exception, match="revoked|ended|signed out|Session"):
         services.sessions.authenticate(tokens.access_token)
-    page.toggle_role()
+    page.set_access(services.users.by_name("grandma"), "admin", None)
     qtbot.waitUntil(lambda: services.users.by_name("grandma").role == "admin", timeout=30_000)
     page._change(services.users.by_name("grandma"), "done", password="N3w!password", is_active=True)
     qtbot.waitUntil(lambda: page.notice.text() == "done", timeout=30_000)

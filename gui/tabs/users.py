@@ -1,9 +1,14 @@
-"""Users: add family members, reset a password, change a role, disable or delete an account."""
+"""Users: add family members and guests, reset a password, set a role and an expiry date, disable or delete
+an account."""
 
 from __future__ import annotations
 
+from datetime import date
+
+from PySide6.QtCore import QDate
 from PySide6.QtWidgets import (
     QComboBox,
+    QDateEdit,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -20,29 +25,77 @@ from gui.password import PasswordField
 from gui.tabs import ACTOR, Tab, confirm, fill_table, make_table, selected_key, when
 from vaultserver.services.users import UserView
 
+ROLE_CHOICES = (("Member (sees the whole library)", "member"),
+                ("Guest (sees only albums shared with them)", "guest"),
+                ("Admin (also manages Vault)", "admin"))
+
+
+class AccessFields(QFormLayout):
+    """Who an account is: its role, and the date it stops (as that day begins; "Never" by default; an
+    administrator never expires)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.role = QComboBox()
+        for label, role in ROLE_CHOICES:
+            self.role.addItem(label, role)
+        self.role.setAccessibleName("role")
+        self.expires = QDateEdit()
+        self.expires.setCalendarPopup(True)
+        self.expires.setDisplayFormat("yyyy-MM-dd")
+        # The earliest date stands for "never": today is no expiry to give (it began at midnight).
+        self.expires.setMinimumDate(QDate.currentDate())
+        self.expires.setSpecialValueText("Never")
+        self.expires.setDate(QDate.currentDate())
+        self.expires.setAccessibleName("expires on")
+        self.expires.setToolTip("The account stops as this day begins. Guests and members only.")
+        self.addRow("Role", self.role)
+        self.addRow("Expires on", self.expires)
+        self.role.currentIndexChanged.connect(self._role_changed)
+
+    def show_account(self, role: str, expires_on: date | None) -> None:
+        self.role.setCurrentIndex(max(self.role.findData(role), 0))
+        day = QDate(expires_on.year, expires_on.month, expires_on.day) if expires_on else None
+        if day is not None and day <= self.expires.minimumDate():
+            # An expired account shows its date, not "Never": keeping it must not extend it for ever.
+            self.expires.setMinimumDate(day.addDays(-1))
+        self.expires.setDate(day or self.expires.minimumDate())
+        self._role_changed()
+
+    def chosen_role(self) -> str:
+        return str(self.role.currentData())
+
+    def expires_on(self) -> date | None:
+        chosen = self.expires.date()
+        if chosen == self.expires.minimumDate():
+            return None
+        return date(chosen.year(), chosen.month(), chosen.day())
+
+    def _role_changed(self) -> None:
+        is_admin = self.chosen_role() == "admin"
+        if is_admin:
+            self.expires.setDate(self.expires.minimumDate())
+        self.expires.setEnabled(not is_admin)
+
 
 class UserDialog(QDialog):
-    """A new account (name, role, password) or a new password for an existing one."""
+    """A new account (name, role, expiry, password) or a new password for an existing one."""
 
     def __init__(self, parent: QWidget | None, username: str | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"New password for {username}" if username else "Add a user")
         self.name = QLineEdit(username or "")
         self.name.setEnabled(username is None)
-        self.role = QComboBox()
-        self.role.addItem("Member (sees the whole library)", "member")
-        self.role.addItem("Admin (also manages Vault)", "admin")
+        self.access = AccessFields()
         self.password = PasswordField()
-        form = QFormLayout()
-        if username is None:
-            form.addRow("Name", self.name)
-            form.addRow("Role", self.role)
         buttons = QDialogButtonBox.StandardButton
         self.buttons = QDialogButtonBox(buttons.Ok | buttons.Cancel)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        if username is None:
+            layout.addLayout(_labelled("Name", self.name))
+            layout.addLayout(self.access)
         layout.addWidget(self.password)
         layout.addWidget(self.buttons)
         self.password.changed.connect(self._check)
@@ -54,20 +107,47 @@ class UserDialog(QDialog):
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
 
 
+class AccessDialog(QDialog):
+    """An existing account's role and expiry date."""
+
+    def __init__(self, parent: QWidget | None, user: UserView) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Role and expiry of {user.username}")
+        self.access = AccessFields()
+        self.access.show_account(user.role, user.expires_on)
+        buttons = QDialogButtonBox.StandardButton
+        self.buttons = QDialogButtonBox(buttons.Ok | buttons.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(self.access)
+        layout.addWidget(self.buttons)
+
+
+def _labelled(label: str, field: QWidget) -> QFormLayout:
+    form = QFormLayout()
+    form.addRow(label, field)
+    return form
+
+
+def _status(user: UserView) -> str:
+    return "disabled" if not user.is_active else "expired" if user.expired() else "active"
+
+
 class UsersTab(Tab):
     title = "Users"
 
     def __init__(self, controller: VaultController) -> None:
         super().__init__(controller)
-        self.table = make_table(["Name", "Role", "Status", "Last sign-in", "Created"])
+        self.table = make_table(["Name", "Role", "Status", "Expires", "Last sign-in", "Created"])
         self.table.setAccessibleName("users")
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.add_button = QPushButton("Add…")
         self.add_button.clicked.connect(self.add_user)
         self.password_button = QPushButton("Reset Password…")
         self.password_button.clicked.connect(self.reset_password)
-        self.role_button = QPushButton("Make Admin")
-        self.role_button.clicked.connect(self.toggle_role)
+        self.role_button = QPushButton("Role and Expiry…")
+        self.role_button.clicked.connect(self.edit_access)
         self.active_button = QPushButton("Disable")
         self.active_button.clicked.connect(self.toggle_active)
         self.delete_button = QPushButton("Delete…")
@@ -78,8 +158,10 @@ class UsersTab(Tab):
             buttons.addWidget(button)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Everyone who may sign in to the gallery. Disabling an account or setting a "
-                                "new password signs it out on every device."))
+        layout.addWidget(QLabel("Everyone who may sign in to the gallery. Members see the whole library, "
+                                "guests only the albums shared with them; either may have an expiry date. "
+                                "Disabling an account or setting a new password signs it out on every "
+                                "device."))
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
         layout.addWidget(self.notice)
@@ -91,7 +173,7 @@ class UsersTab(Tab):
 
     def _show(self, users: list[UserView]) -> None:
         self.users = {u.id: u for u in users}
-        fill_table(self.table, [(u.username, u.role, "active" if u.is_active else "disabled",
+        fill_table(self.table, [(u.username, u.role, _status(u), f"{u.expires_on or 'never'}",
                                  when(u.last_login_at) or "never", when(u.created_at)) for u in users],
                    [u.id for u in users])
         self._selection_changed()
@@ -105,7 +187,6 @@ class UsersTab(Tab):
         for button in (self.password_button, self.role_button, self.active_button, self.delete_button):
             button.setEnabled(user is not None)
         if user:
-            self.role_button.setText("Make Member" if user.role == "admin" else "Make Admin")
             self.active_button.setText("Disable" if user.is_active else "Enable")
 
     def _change(self, user: UserView, done_text: str, *, password: str | None = None, role: str | None = None,
@@ -119,12 +200,13 @@ class UsersTab(Tab):
         dialog = UserDialog(self)
         if not dialog.exec():
             return
-        name, role, password = dialog.name.text().strip(), dialog.role.currentData(), dialog.password.text()
-        self.create_user(name, password, role)
+        name, password = dialog.name.text().strip(), dialog.password.text()
+        self.create_user(name, password, dialog.access.chosen_role(), dialog.access.expires_on())
 
-    def create_user(self, name: str, password: str, role: str) -> None:
+    def create_user(self, name: str, password: str, role: str, expires_on: date | None = None) -> None:
         users = self.controller.services.users
-        self.act(lambda: users.create(name, password, role, actor=ACTOR), f"Added {name}.")
+        self.act(lambda: users.create(name, password, role, actor=ACTOR, expires_at=expires_on),
+                 f"Added {name}.")
 
     def reset_password(self) -> None:
         user = self.selected()
@@ -135,11 +217,20 @@ class UsersTab(Tab):
             self._change(user, f"New password set for {user.username}; their devices were signed out.",
                          password=dialog.password.text())
 
-    def toggle_role(self) -> None:
-        if user := self.selected():
-            role = "member" if user.role == "admin" else "admin"
-            self._change(user, f"{user.username} is now {'an admin' if role == 'admin' else 'a member'}.",
-                         role=role)
+    def edit_access(self) -> None:
+        user = self.selected()
+        if user is None:
+            return
+        dialog = AccessDialog(self, user)
+        if dialog.exec():
+            self.set_access(user, dialog.access.chosen_role(), dialog.access.expires_on())
+
+    def set_access(self, user: UserView, role: str, expires_on: date | None) -> None:
+        """The account's role and expiry date (None: never), as one change."""
+        until = f", until {expires_on:%Y-%m-%d}" if expires_on else ""
+        services = self.controller.services
+        self.act(lambda: services.change_user(user.id, actor_name=ACTOR, role=role, expires_at=expires_on),
+                 f"{user.username} is now {'an' if role == 'admin' else 'a'} {role}{until}.")
 
     def toggle_active(self) -> None:
         if user := self.selected():
