@@ -303,3 +303,12 @@ def test_the_command_line_refuses_roles_and_dates_that_cannot_be(vault_cli, args
     result = vault_cli("user", "add", "sam", *args, "--password-stdin")
     assert result[0] == code and says in result[2]
     assert "sam" not in vault_cli("user", "list")[1]
+
+
+def test_the_devices_of_an_expired_account_are_not_listed_as_signed_in(services, make_user, make_app_client):
+    member = make_user()
+    services.users.update(member.id, expires_at=in_days(1))
+    signed_in(make_app_client, member.username)
+    assert [s.username for s in services.sessions.list()] == [member.username]
+    expire_now(services, member.id)
+    assert services.sessions.list() == []

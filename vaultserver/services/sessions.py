@@ -400,6 +400,7 @@ class SessionService:
                 col(DeviceSession.revoked_at).is_(None),
                 col(DeviceSession.expires_at) > now,
                 col(DeviceSession.last_activity_at) > now - idle,
+                or_(col(User.expires_at).is_(None), col(User.expires_at) > now),  # nor has the account
             )
         with self._db.session() as session:
             rows = session.exec(query.order_by(col(DeviceSession.last_activity_at).desc())).all()
