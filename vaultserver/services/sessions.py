@@ -246,8 +246,8 @@ class SessionService:
             retired = None if row else session.exec(
                 select(RetiredRefreshToken.session_id).where(RetiredRefreshToken.token_hash == digest)
             ).first()
-            account_expires = session.exec(select(User.expires_at).where(User.id == row.user_id)).first() \
-                if row else None
+            account_expires = (session.exec(select(User.expires_at).where(User.id == row.user_id)).first()
+                               if row else None)
         if retired is not None:
             self._end_for_reuse(retired, ip)
         if row is None:

@@ -177,8 +177,8 @@ class UserService:
 
     def create(self, username: str, password: str, role: str = "member", actor: str | None = None,
                expires_at: date | None = None) -> UserView:
-        """A new account; `expires_at` (a non-admin's): see `expiry_moment`. A name that differs from an
-        existing one only in case is taken (409)."""
+        """A new account; `expires_at` (a non-admin's): see `account_expiry.expiry_moment`. A name that
+        differs from an existing one only in case is taken (409)."""
         if not USERNAME.match(username or ""):
             raise ValidationError(
                 "Usernames are 2-64 letters, digits, '.', '_', '@' or '-'", details={"field": "username"}
@@ -236,9 +236,10 @@ class UserService:
         self._check_throttle(row.username, ip, "password_change")
         now = utcnow()
         self._check_password(row, current, ip, now, "password_change")
+        hashed = hash_password(new)
         with self._db.engine.begin() as connection:
             connection.execute(update(User).where(col(User.id) == row.id).values(
-                password_hash=hash_password(new), failed_attempts=0, locked_until=None, updated_at=now))
+                password_hash=hashed, failed_attempts=0, locked_until=None, updated_at=now))
         self._audit.record(AuditEvent("password_changed", user_id=row.id, username=row.username,
                                       resource=row.username, ip_address=ip))
         return UserView.from_row(row)
