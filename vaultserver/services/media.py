@@ -275,8 +275,8 @@ class MediaService:
         if not is_id(key_id):
             raise _not_found(key_id)
         media_id, data = self._keys.hls_key(key_id)
-        if not self.access.may_see(who, media_id):
-            raise _not_found(key_id)
+        if not self.access.may_see(who, media_id):  # answered word for word as an unknown key is
+            raise NotFoundError("Unknown key", details={"key_id": key_id})
         self._audit.record(AuditEvent("key_fetch", user_id=who.user_id, username=who.username,
                                       session_id=who.session_id, ip_address=ip, resource=key_id))
         return data
