@@ -1,6 +1,6 @@
-"""The one access rule, walked over every media route through the real app: a guest asking for an item no album
-shares with them gets exactly the answer a nonexistent id gets (404 MEDIA_001, same message, same details
-but for the id), and the same routes answer once an album holding the item is shared with them.
+"""The one access rule, walked over every media route through the real app: a guest asking for an item no
+album shares with them gets exactly the answer a nonexistent id gets (404 MEDIA_001, same message, same
+details but for the id), and the same routes answer once an album holding the item is shared with them.
 
 There is no download route (`/api/media/{id}/download`) yet: when one comes, it joins `routes` below.
 """
