@@ -103,6 +103,11 @@ class AlbumService:
             self._visible(session, who, album_id)
         return self._views(who, col(Album.id) == album_id)[0]
 
+    def check_visible(self, who: Principal, album_id: str) -> None:
+        """404 unless `who` may see this album: the one look-up a filtered gallery page pays for."""
+        with self._db.session() as session:
+            self._visible(session, who, album_id)
+
     def _views(self, who: Principal | None, where: Any) -> builtins.list[AlbumView]:
         shown_date = func.coalesce(col(MediaFile.taken_at), col(MediaFile.created_at))
         cover = (select(col(AlbumItem.media_id)).join(MediaFile, col(MediaFile.id) == col(AlbumItem.media_id))

@@ -151,7 +151,7 @@ class MediaService:
         """A page of the library: filtered by type, name, album (one `who` may see; else 404) and their
         favorites, sorted, paged; converting ones with progress, each saying whether `who` marked it."""
         if album is not None:
-            self._albums.get(who, album)
+            self._albums.check_visible(who, album)
         found = self._library.list(media_type=media_type, q=q, sort=sort, order=order, page=page, limit=limit,
                                    album=album, favorite_of=who.user_id if favorite else None,
                                    visible=visible(who))
