@@ -168,8 +168,9 @@ class MediaService:
         progress = self._converting.progress(converting)
         marked = {item.id for item in items} if all_marked else self._favorites.among(
             who.user_id, [item.id for item in items])
+        changed = progress.keys() | marked  # a copy each costs more than the query: only where it differs
         return [replace(item, progress=progress.get(item.id, item.progress), favorite=item.id in marked)
-                for item in items]
+                if item.id in changed else item for item in items]
 
     def mark_favorite(self, who: Principal, media_id: str, favorite: bool) -> bool:
         """Set or clear `who`'s heart on an item they may see; returns the state now."""
