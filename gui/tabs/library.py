@@ -1,4 +1,5 @@
-"""Library: every item with its thumbnail (decrypted in memory, never written out), search, and delete."""
+"""Library: every item with its thumbnail (decrypted in memory, never written out), search, a filter by
+album, and delete."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
 
 from gui.controller import VaultController
 from gui.tabs import ACTOR, Tab, confirm, size, when
+from vaultserver.services.albums import AlbumView
 from vaultserver.services.library import MediaItem, Page
 
 PAGE = 200
@@ -38,6 +40,10 @@ class LibraryTab(Tab):
         for label, value in (("All", "all"), ("Photos", "image"), ("Videos", "video")):
             self.kind.addItem(label, value)
         self.kind.currentIndexChanged.connect(self.refresh)
+        self.album = QComboBox()
+        self.album.setAccessibleName("album")
+        self.album.addItem("All items", None)
+        self.album.currentIndexChanged.connect(self.refresh)
         self.items = QListWidget()
         self.items.setAccessibleName("library")
         self.items.setViewMode(QListWidget.ViewMode.IconMode)
@@ -56,6 +62,7 @@ class LibraryTab(Tab):
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
         top.addWidget(self.kind)
+        top.addWidget(self.album)
         bottom = QHBoxLayout()
         bottom.addWidget(self.notice, 1)
         bottom.addWidget(self.more_button)
@@ -69,7 +76,22 @@ class LibraryTab(Tab):
         controller.library_changed.connect(self.refresh)
 
     def refresh(self) -> None:
+        self.controller.run(self.controller.services.albums.all, self._show_albums, self.fail)
         self._load(1)
+
+    def _show_albums(self, albums: list[AlbumView]) -> None:
+        """Refill the album chooser, keeping the chosen album (if it still exists) without reloading."""
+        chosen = self.album.currentData()
+        self.album.blockSignals(True)
+        self.album.clear()
+        self.album.addItem("All items", None)
+        for album in sorted(albums, key=lambda a: a.name.lower()):
+            self.album.addItem(f"{album.name} ({album.owner}, {album.item_count})", album.id)
+        found = self.album.findData(chosen) if chosen else 0
+        self.album.setCurrentIndex(max(found, 0))
+        self.album.blockSignals(False)
+        if chosen and found < 0:  # the album went away: show everything again
+            self._load(1)
 
     def show_more(self) -> None:
         self._load(self._page + 1)
@@ -77,7 +99,9 @@ class LibraryTab(Tab):
     def _load(self, number: int) -> None:
         library = self.controller.services.library
         query, kind = self.search.text().strip() or None, self.kind.currentData()
-        self.load(lambda: library.list(media_type=kind, q=query, page=number, limit=PAGE), self._show)
+        album = self.album.currentData()
+        self.load(lambda: library.list(media_type=kind, q=query, album=album, page=number, limit=PAGE),
+                  self._show)
 
     def _show(self, page: Page) -> None:
         if page.page == 1:

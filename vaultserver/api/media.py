@@ -1,4 +1,4 @@
-"""Media routes: the library listing, item details, pictures, HLS playlists/segments and segment keys.
+"""Media routes: the library listing, item details, favorites, pictures, HLS playlists/segments, segment keys.
 
 Every route is the same three steps: read the request, one trip to a worker thread that checks the session
 and makes one `MediaService` call (which checks the id, finds the item and reads the file), one response.
@@ -37,10 +37,18 @@ def _int_arg(name: str, default: int) -> int:
         raise ValidationError(f"'{name}' must be a whole number", details={"field": name}) from None
 
 
+def _bool_arg(name: str) -> bool:
+    raw = request.args.get(name, "").lower()
+    if raw not in ("", "true", "false", "1", "0"):
+        raise ValidationError(f"'{name}' must be true or false", details={"field": name})
+    return raw in ("true", "1")
+
+
 @bp.get("/library")
 async def library() -> Response:
+    """`?album=ID` one album's items, `?favorite=true` the asker's favorites, with the usual paging/sort."""
     try:
-        page_number, limit = _int_arg("page", 1), _int_arg("limit", 50)
+        page_number, limit, favorite = _int_arg("page", 1), _int_arg("limit", 50), _bool_arg("favorite")
     except ValidationError:
         await principal()  # someone signed out hears that first, whatever they asked
         raise
@@ -52,6 +60,8 @@ async def library() -> Response:
         order=request.args.get("order", "desc"),
         page=page_number,
         limit=limit,
+        album=request.args.get("album") or None,
+        favorite=favorite,
     )
     return jsonify(
         {
@@ -77,6 +87,17 @@ async def save_position(media_id: str) -> Response:
         raise ValidationError("'position' must be a number of seconds", details={"field": "position"})
     saved = await signed_in(_media().save_position, media_id, seconds)
     return jsonify({"position": saved})
+
+
+@bp.put("/<media_id>/favorite")
+async def favorite(media_id: str) -> Response:
+    """This person's heart on an item (per person; an item they may not see is a 404)."""
+    return jsonify({"favorite": await signed_in(_media().mark_favorite, media_id, True)})
+
+
+@bp.delete("/<media_id>/favorite")
+async def unfavorite(media_id: str) -> Response:
+    return jsonify({"favorite": await signed_in(_media().mark_favorite, media_id, False)})
 
 
 @bp.get("/thumbnail/<media_id>")

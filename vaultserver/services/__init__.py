@@ -13,9 +13,11 @@ from vaultserver.db import Database, open_database
 from vaultserver.db.models import utcnow
 from vaultserver.join_string import ca_pin
 from vaultserver.services.access import AccessRule
+from vaultserver.services.albums import AlbumService
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.converting import ConvertingItems
 from vaultserver.services.events import EventHub
+from vaultserver.services.favorites import FavoriteService
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
 from vaultserver.services.media import MediaService
@@ -41,6 +43,7 @@ class Services:
     converting: ConvertingItems  # videos listed and playable while they convert
     workers: WorkerService
     events: EventHub  # what changed, told to the open gallery pages
+    albums: AlbumService  # albums, their items and who they are shared with
 
     def close(self) -> None:
         self.db.dispose()
@@ -99,7 +102,9 @@ def open_services(paths: AppPaths, key_store: KeyStore | None = None) -> Service
     library = LibraryService(paths, db, keys, audit, queue)
     sessions = SessionService(db, audit, settings, load_signing_secret(paths.private / "jwt.secret"))
     converting = ConvertingItems(paths, db, keys, queue)
+    events = EventHub()
+    albums = AlbumService(db, audit, events)
+    media = MediaService(paths, library, keys, audit, converting, AccessRule(db), albums, FavoriteService(db))
     return Services(paths=paths, db=db, settings=settings, audit=audit, keys=keys, library=library,
-                    queue=queue, users=UserService(db, audit), sessions=sessions,
-                    media=MediaService(paths, library, keys, audit, converting, AccessRule(db)),
-                    converting=converting, workers=WorkerService(db, audit), events=EventHub())
+                    queue=queue, users=UserService(db, audit), sessions=sessions, media=media,
+                    converting=converting, workers=WorkerService(db, audit), events=events, albums=albums)

@@ -32,7 +32,9 @@ from vaultserver.db import Database
 from vaultserver.db.models import MediaFile, PlaybackPosition, is_id, utcnow
 from vaultserver.errors import NotFoundError, ValidationError
 from vaultserver.ffmpeg import ffmpeg, remux_ts_to_mp4
+from vaultserver.services.albums import items_of
 from vaultserver.services.audit import AuditEvent, AuditService
+from vaultserver.services.favorites import favorites_of
 from vaultserver.services.jobs import Lease
 from vaultserver.services.keys import KeyService, NewDataKey
 from vaultserver.services.queue import QueueService
@@ -80,6 +82,7 @@ class MediaItem:
     renditions: list[dict[str, Any]]
     has_original: bool
     progress: float = 1.0  # of a converting video's conversion (0..1); 1.0 once ready
+    favorite: bool = False  # marked by the person asking (MediaService fills it in per person)
 
     @classmethod
     def from_row(cls, row: MediaFile) -> MediaItem:
@@ -312,9 +315,10 @@ class LibraryService:
         return MediaItem.from_row(row) if row else None
 
     def list(self, *, media_type: str | None = None, q: str | None = None, sort: str = "created_at",
-             order: str = "desc", page: int = 1, limit: int = 50,
-             visible: ColumnElement[bool] | None = None) -> Page:
-        """A page of items; `visible`: the access rule's filter for the person asking (None: everything)."""
+             order: str = "desc", page: int = 1, limit: int = 50, album: str | None = None,
+             favorite_of: str | None = None, visible: ColumnElement[bool] | None = None) -> Page:
+        """A page of items; `visible`: the access rule's filter for the person asking (None: everything);
+        `album`: that album's items only; `favorite_of`: only the items this account has marked."""
         if media_type not in (None, "", "all", "image", "video"):
             raise ValidationError("type must be image, video or all", details={"type": media_type})
         bad_paging = not (1 <= page <= MAX_PAGE and 1 <= limit <= 500)
@@ -327,6 +331,10 @@ class LibraryService:
             filters.append(col(MediaFile.media_type) == media_type)
         if q:
             filters.append(col(MediaFile.original_name).icontains(q))
+        if album:
+            filters.append(col(MediaFile.id).in_(items_of(album)))
+        if favorite_of:
+            filters.append(col(MediaFile.id).in_(favorites_of(favorite_of)))
         column: ColumnElement[Any] = getattr(MediaFile, sort).expression
         if sort == "taken_at":  # undated items sort by when they were added (an indexed expression)
             column = func.coalesce(col(MediaFile.taken_at), col(MediaFile.created_at))

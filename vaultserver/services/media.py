@@ -2,9 +2,10 @@
 
 Each method answers one route in one call, on one worker thread: it checks the id once, finds the item,
 then stats, opens and (for files up to a few MB) reads and decrypts the file it names. Every method takes
-the `Principal` asking, so that the per-user access rule has one place to live; today every signed-in
-person sees the whole library. An id that is malformed, unknown or aims outside the library is the same
-404 (MEDIA_001) as a file that is not there.
+the `Principal` asking, and the access rule (`services/access.py`) is asked here and nowhere else: an id
+that is malformed, unknown, hidden from the person asking or aims outside the library is the same 404
+(MEDIA_001) as a file that is not there. Favorites are per person: every item this door hands out says
+whether the person asking has marked it.
 
 A video still converting is served from the folder its worker writes: a master playlist made from its
 planned ladder once every rung has a first segment, growing EVENT playlists that start players at the
@@ -25,9 +26,11 @@ from vaultserver.crypto.container import SealedFile, unseal
 from vaultserver.db.models import is_id
 from vaultserver.errors import NotFoundError
 from vaultserver.services.access import GUEST, AccessRule, visible
+from vaultserver.services.albums import AlbumService
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.converting import CONVERTING, ConvertingItems
 from vaultserver.services.events import Event
+from vaultserver.services.favorites import FavoriteService
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import (
     HLS_DIR,
@@ -108,13 +111,16 @@ def _not_found(media_id: str) -> NotFoundError:
 
 class MediaService:
     def __init__(self, paths: AppPaths, library: LibraryService, keys: KeyService, audit: AuditService,
-                 converting: ConvertingItems, access: AccessRule) -> None:
+                 converting: ConvertingItems, access: AccessRule, albums: AlbumService,
+                 favorites: FavoriteService) -> None:
         self._library_root = paths.library
         self._library = library
         self._keys = keys
         self._audit = audit
         self._converting = converting
         self.access = access
+        self._albums = albums
+        self._favorites = favorites
 
     def _item(self, who: Principal, media_id: str) -> MediaItem:
         """The one id check: hex ids only (nothing else can name a path), the access rule, then the item."""
@@ -140,21 +146,36 @@ class MediaService:
     # --- listing and details -------------------------------------------------------------------------
 
     def listing(self, who: Principal, *, media_type: str | None = None, q: str | None = None,
-                sort: str = "created_at", order: str = "desc", page: int = 1, limit: int = 50) -> Page:
-        """A page of the library: filtered by type and name, sorted, paged; converting ones with progress."""
+                sort: str = "created_at", order: str = "desc", page: int = 1, limit: int = 50,
+                album: str | None = None, favorite: bool = False) -> Page:
+        """A page of the library: filtered by type, name, album (one `who` may see; else 404) and their
+        favorites, sorted, paged; converting ones with progress, each saying whether `who` marked it."""
+        if album is not None:
+            self._albums.check_visible(who, album)
         found = self._library.list(media_type=media_type, q=q, sort=sort, order=order, page=page, limit=limit,
+                                   album=album, favorite_of=who.user_id if favorite else None,
                                    visible=visible(who))
-        return replace(found, items=self._with_progress(found.items))
+        return replace(found, items=self._personal(who, found.items, all_marked=favorite))
 
     def details(self, who: Principal, media_id: str) -> tuple[MediaItem, float]:
         """An item and where this person stopped watching it."""
-        item = self._with_progress([self._item(who, media_id)])[0]
+        item = self._personal(who, [self._item(who, media_id)])[0]
         return item, self._library.position(who.user_id, media_id)
 
-    def _with_progress(self, items: list[MediaItem]) -> list[MediaItem]:
+    def _personal(self, who: Principal, items: list[MediaItem], all_marked: bool = False) -> list[MediaItem]:
+        """Items as `who` sees them: converting ones with their progress, and `who`'s hearts (one query)."""
         converting = [item.id for item in items if item.status == CONVERTING]
         progress = self._converting.progress(converting)
-        return [replace(item, progress=progress[item.id]) if item.id in progress else item for item in items]
+        marked = {item.id for item in items} if all_marked else self._favorites.among(
+            who.user_id, [item.id for item in items])
+        changed = progress.keys() | marked  # a copy each costs more than the query: only where it differs
+        return [replace(item, progress=progress.get(item.id, item.progress), favorite=item.id in marked)
+                if item.id in changed else item for item in items]
+
+    def mark_favorite(self, who: Principal, media_id: str, favorite: bool) -> bool:
+        """Set or clear `who`'s heart on an item they may see; returns the state now."""
+        self._item(who, media_id)
+        return self._favorites.mark(who.user_id, media_id, favorite)
 
     def save_position(self, who: Principal, media_id: str, seconds: float) -> float:
         self._item(who, media_id)
@@ -255,8 +276,8 @@ class MediaService:
         if not is_id(key_id):
             raise _not_found(key_id)
         media_id, data = self._keys.hls_key(key_id)
-        if not self.access.may_see(who, media_id):
-            raise _not_found(key_id)
+        if not self.access.may_see(who, media_id):  # answered word for word as an unknown key is
+            raise NotFoundError("Unknown key", details={"key_id": key_id})
         self._audit.record(AuditEvent("key_fetch", user_id=who.user_id, username=who.username,
                                       session_id=who.session_id, ip_address=ip, resource=key_id))
         return data
