@@ -16,6 +16,7 @@ from vaultserver.services.access import AccessRule
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.converting import ConvertingItems
 from vaultserver.services.events import EventHub
+from vaultserver.services.item_events import ItemEvents
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
 from vaultserver.services.media import MediaService
@@ -89,10 +90,12 @@ def open_services(paths: AppPaths, key_store: KeyStore | None = None) -> Service
     store = key_store or KeyStore(choose_backend(paths, settings.current.keystore))
     keys = KeyService(paths, db, store, settings, audit)
     queue = QueueService(db)
-    library = LibraryService(paths, db, keys, audit, queue)
-    sessions = SessionService(db, audit, settings, load_signing_secret(paths.private / "jwt.secret"))
-    converting = ConvertingItems(paths, db, keys, queue)
+    events, access = EventHub(), AccessRule(db)
+    item_events = ItemEvents(events, access)
+    library = LibraryService(paths, db, keys, audit, queue, item_events)
+    sessions = SessionService(db, audit, settings, load_signing_secret(paths.private / "jwt.secret"), events)
+    converting = ConvertingItems(paths, db, keys, queue, item_events)
     return Services(paths=paths, db=db, settings=settings, audit=audit, keys=keys, library=library,
                     queue=queue, users=UserService(db, audit), sessions=sessions,
-                    media=MediaService(paths, library, keys, audit, converting, AccessRule(db)),
-                    converting=converting, workers=WorkerService(db, audit), events=EventHub())
+                    media=MediaService(paths, library, keys, audit, converting, access),
+                    converting=converting, workers=WorkerService(db, audit), events=events)
