@@ -21,7 +21,8 @@ from sqlmodel import select
 from tests.conftest import OWNER, OWNER_PASSWORD, PASSWORD, VIEWER, VIEWER_PASSWORD, wait_for
 from vaultserver.api import events as event_stream
 from vaultserver.db.models import Album, AlbumItem, AlbumShare, DeviceSession, utcnow
-from vaultserver.services.events import ALBUM_CHANGED, ITEM_ADDED, SESSION_ENDED, Event
+from vaultserver.services.events import ALBUM_CHANGED, ITEM_ADDED, SESSION_ENDED, Event, EventHub
+from vaultserver.services.item_events import ItemEvents
 
 QUIET = 0.5  # how long a stream must stay silent for "nothing arrived" (every test ends with a positive)
 
@@ -68,7 +69,8 @@ class EventStream:
 
     def until(self, kind: str, timeout: float = 20.0, **match) -> tuple[list[tuple[str, dict]], dict]:
         """Read up to the first `kind` event whose data has `match`; returns what came before and its data."""
-        before, deadline = [], time.monotonic() + timeout
+        before: list[tuple[str, dict]] = []
+        deadline = time.monotonic() + timeout
         while True:
             event = self.next(max(0.01, deadline - time.monotonic()))
             assert event is not None, f"the stream ended before {kind}; it had sent {before}"
@@ -302,3 +304,39 @@ def event_stream_grace() -> float:
     from vaultserver.server import GRACE_SECONDS
 
     return GRACE_SECONDS * 0.75
+
+
+def test_converting_progress_is_told_at_most_once_a_second_per_item(services):
+    told: list[Event] = []
+    events = ItemEvents(RecordingHub(told), services.media.access)
+    for tick in range(100):
+        events.converting("e" * 32, tick / 100)
+        events.converting("f" * 32, tick / 100)
+    assert [(e.data["id"], e.data["progress"]) for e in told] == [("e" * 32, 0.0), ("f" * 32, 0.0)]
+
+
+def test_a_failure_to_tell_the_pages_never_undoes_the_change(services, imports, run_pipeline, media,
+                                                              make_user, monkeypatch):
+    def broken(_event: Event) -> None:
+        raise RuntimeError("the hub is broken")
+    monkeypatch.setattr(services.events, "publish", broken)
+    monkeypatch.setattr(services.media.access, "guests_seeing", broken)
+    media.copy_into(media.image("kept.jpg", size=(200, 150)), imports)
+    run_pipeline()
+    (item,) = services.library.all_items()
+
+    services.library.delete(item.id, actor="test")
+    assert services.library.all_items() == []
+    account = make_user()
+    tokens = services.sessions.create(services.users.get(account.id))
+    services.sessions.revoke(tokens.session_id, "logout")
+    assert services.sessions.list(account.id) == []
+
+
+class RecordingHub(EventHub):
+    def __init__(self, told: list[Event]) -> None:
+        super().__init__()
+        self.told = told
+
+    def publish(self, event: Event) -> None:
+        self.told.append(event)
