@@ -1,7 +1,8 @@
 """The HTTPS server on its own thread and asyncio loop, stoppable from any thread within a bounded time.
 
 Hypercorn's graceful shutdown waits for open connections (a paused video keeps one open), so `stop()`
-asks politely first and cancels the serving task when the grace period is over.
+asks politely first and cancels the serving task when the grace period is over. Open gallery pages' event
+streams hear the same shutdown signal and end at once, so they never make it wait.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from vaultserver.api import create_app
+from vaultserver.api.events import CLOSING
 from vaultserver.crypto.tls import TlsFiles
 from vaultserver.errors import VaultError
 from vaultserver.services import Services
@@ -103,6 +105,7 @@ class HttpsServer:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._shutdown = asyncio.Event()
+            app.config[CLOSING] = self._shutdown
             self._task = asyncio.current_task()
             ready.set()
             await serve(app, config, shutdown_trigger=self._shutdown.wait)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from quart import Quart, Response, g, jsonify, request
 
 from vaultserver import __version__
-from vaultserver.api import admin, albums, auth, errors, media, sessions, web, worker_jobs, workers
+from vaultserver.api import admin, albums, auth, errors, events, media, sessions, web, worker_jobs, workers
 from vaultserver.api.context import run
 from vaultserver.api.errors import error_response
 from vaultserver.api.gate import NetworkGate
@@ -78,5 +78,6 @@ def create_app(services: Services, remote_jobs: RemoteJobs | None = None) -> Qua
     for blueprint in (auth.bp, media.bp, albums.bp, sessions.bp, admin.bp, workers.bp, worker_jobs.bp,
                       web.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(events.bp)
     errors.install(app)
     return app

@@ -125,6 +125,7 @@ class VideoPlanned(_Wire):
     duration: float = Field(ge=0)
     source_format: str = Field(max_length=200)
     renditions: list[Rendition] = Field(min_length=1, max_length=16)
+    taken_at: datetime | None = None  # when it was filmed, if the file says: where it sorts while it converts
 
     @classmethod
     def of(cls, info: ProbeResult) -> VideoPlanned:
@@ -134,7 +135,7 @@ class VideoPlanned(_Wire):
         return cls(duration=round(info.duration, 3), source_format=_source_format(info),
                    renditions=[Rendition(name=r.name, width=r.width, height=r.height,
                                          bandwidth=r.maxrate + audio, codecs=codecs, segments=0)
-                               for r in rungs])
+                               for r in rungs], taken_at=info.taken_at)
 
 
 Planned = Callable[[VideoPlanned], None]
@@ -289,7 +290,7 @@ def _video(source: Path, job: Assignment, stage: Path, key_dir: Path, ffmpeg: st
                       source_format=_source_format(info),
                       width=top.width, height=top.height, keys=(file_key, hls_key),
                       has_original=has_original, duration=round(info.duration, 3),
-                      renditions=tuple(renditions))
+                      taken_at=info.taken_at, renditions=tuple(renditions))
 
 
 def _seal_playlists(hls_dir: Path, rungs: Sequence[Rung], has_audio: bool, file_key: bytes) -> list[dict]:

@@ -80,7 +80,8 @@ class Outcomes:
             job_id=job.id, token=lease_of(job).token, media_id=assignment.media_id,
             original_name=assignment.original_name, sha256=assignment.sha256, size=assignment.size,
             keys=[assignment.file_key, assignment.hls_key], duration=plan.duration,
-            source_format=plan.source_format, renditions=[r.model_dump() for r in plan.renditions])
+            source_format=plan.source_format, renditions=[r.model_dump() for r in plan.renditions],
+            taken_at=plan.taken_at)
 
     def added(self, job: JobView) -> None:
         """Its item is committed (the commit ended the job): now, and only now, the original goes."""

@@ -2,7 +2,9 @@
 
 ffmpeg prints a stable, line-oriented description of each input on stderr (`ffmpeg -i FILE`); this module
 reads the parts the pipeline needs: duration, the first real video stream (size, pixel format, colour
-transfer, display rotation, frame rate) and whether there is audio. A file that is not a media container
+transfer, display rotation, frame rate), whether there is audio, and when it was filmed (the container's
+`creation_time`, or Apple's `com.apple.quicktime.creationdate`, which keeps the phone's local offset and so
+is preferred). A file that is not a media container
 (a playlist, a concat list) is not even opened by ffmpeg, and so reads as "not a readable video file".
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from vaultserver.errors import MediaError
@@ -26,6 +29,10 @@ _FPS = re.compile(r"([\d.]+)(k?) (?:fps|tbr)")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
 _TIME = re.compile(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)")
 _HDR_TRANSFERS = {"smpte2084", "arib-std-b67"}
+# The first match is the container's own tag (its Metadata block comes before the streams').
+_APPLE_DATE = re.compile(r"^\s+com\.apple\.quicktime\.creationdate\s*: (\S+)", re.M)
+_CREATION_TIME = re.compile(r"^\s+creation_time\s*: ([^;\s]+)", re.M)
+_EARLIEST_YEAR = 1971  # a zero date (1904 or 1970, by container) means the camera wrote none
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class ProbeResult:
     duration: float
     video: VideoStream
     has_audio: bool
+    taken_at: datetime | None = None
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -137,7 +145,24 @@ def parse_probe(report: str) -> ProbeResult:
     duration = 0.0
     if (span := _DURATION.search(report)) and span[1] is not None:
         duration = _seconds(span[1], span[2], span[3])
-    return ProbeResult(container, duration, video, has_audio)
+    return ProbeResult(container, duration, video, has_audio, _filmed_at(report))
+
+
+def _filmed_at(report: str) -> datetime | None:
+    """When the video was filmed, as an aware time; None when the file does not say (or says nonsense)."""
+    for pattern in (_APPLE_DATE, _CREATION_TIME):
+        if (found := pattern.search(report)) is None:
+            continue
+        try:
+            when = datetime.fromisoformat(found[1])
+        except ValueError:
+            log.debug("Unparseable video date %r", found[1])
+            continue
+        if when.tzinfo is None:  # no zone given: the camera's clock was on this Mac's
+            when = when.astimezone()
+        if when.year >= _EARLIEST_YEAR:
+            return when
+    return None
 
 
 def _last_line(report: str) -> str:
@@ -162,4 +187,4 @@ def probe(ffmpeg: str, path: Path, limits: FfmpegLimits = DEFAULT_LIMITS) -> Pro
     duration = _seconds(*times[-1]) if times else 0.0
     if duration <= 0:
         raise MediaError("The video has no frames", details={"ffmpeg": _last_line(measured.stderr)})
-    return ProbeResult(info.container, duration, info.video, info.has_audio)
+    return ProbeResult(info.container, duration, info.video, info.has_audio, info.taken_at)

@@ -18,6 +18,7 @@ from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.converting import ConvertingItems
 from vaultserver.services.events import EventHub
 from vaultserver.services.favorites import FavoriteService
+from vaultserver.services.item_events import ItemEvents
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
 from vaultserver.services.media import MediaService
@@ -99,12 +100,13 @@ def open_services(paths: AppPaths, key_store: KeyStore | None = None) -> Service
     store = key_store or KeyStore(choose_backend(paths, settings.current.keystore))
     keys = KeyService(paths, db, store, settings, audit)
     queue = QueueService(db)
-    library = LibraryService(paths, db, keys, audit, queue)
-    sessions = SessionService(db, audit, settings, load_signing_secret(paths.private / "jwt.secret"))
-    converting = ConvertingItems(paths, db, keys, queue)
-    events = EventHub()
+    events, access = EventHub(), AccessRule(db)
+    item_events = ItemEvents(events, access)
+    library = LibraryService(paths, db, keys, audit, queue, item_events)
+    sessions = SessionService(db, audit, settings, load_signing_secret(paths.private / "jwt.secret"), events)
+    converting = ConvertingItems(paths, db, keys, queue, item_events)
     albums = AlbumService(db, audit, events)
-    media = MediaService(paths, library, keys, audit, converting, AccessRule(db), albums, FavoriteService(db))
+    media = MediaService(paths, library, keys, audit, converting, access, albums, FavoriteService(db))
     return Services(paths=paths, db=db, settings=settings, audit=audit, keys=keys, library=library,
                     queue=queue, users=UserService(db, audit), sessions=sessions, media=media,
                     converting=converting, workers=WorkerService(db, audit), events=events, albums=albums)

@@ -35,6 +35,7 @@ from vaultserver.ffmpeg import ffmpeg, remux_ts_to_mp4
 from vaultserver.services.albums import items_of
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.favorites import favorites_of
+from vaultserver.services.item_events import ItemEvents
 from vaultserver.services.jobs import Lease
 from vaultserver.services.keys import KeyService, NewDataKey
 from vaultserver.services.queue import QueueService
@@ -161,12 +162,13 @@ def _fsync_dir(path: Path) -> None:
 
 class LibraryService:
     def __init__(self, paths: AppPaths, db: Database, keys: KeyService, audit: AuditService,
-                 queue: QueueService) -> None:
+                 queue: QueueService, events: ItemEvents) -> None:
         self._paths = paths
         self._db = db
         self._keys = keys
         self._audit = audit
         self._queue = queue
+        self._events = events  # what open gallery pages are told once a change is committed
         self._items: dict[str, MediaItem] = {}
 
     # --- writing -------------------------------------------------------------------------------------
@@ -232,7 +234,8 @@ class LibraryService:
                 raise
         self._items.pop(staged.media_id, None)
         log.info("Committed %s %s (%s)", staged.media_type, staged.media_id, staged.original_name)
-        return MediaItem.from_row(row)
+        self._events.added(item := MediaItem.from_row(row))
+        return item
 
     def sweep_orphans(self) -> int:
         """Remove staging leftovers and folders whose commit never finished; only under the runtime lock."""
@@ -256,6 +259,7 @@ class LibraryService:
 
         Row, keys, playback positions and the `media_deleted` audit entry go in one transaction.
         """
+        guests = self._events.guests_seeing(media_id)  # asked first: its album entries go with it
         with self._db.session() as session:
             row = session.get(MediaFile, media_id)
             if row is None:
@@ -272,6 +276,7 @@ class LibraryService:
                                                       details={"original_name": row.original_name}))
         self._items.pop(media_id, None)
         shutil.rmtree(self.item_dir(media_id), ignore_errors=True)
+        self._events.deleted(media_id, guests)
 
     def save_position(self, user_id: str, media_id: str, seconds: float) -> float:
         """Remember where this user stopped in this video (clamped to its length)."""

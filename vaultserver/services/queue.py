@@ -64,7 +64,20 @@ class QueueService:
         self._claim_lock = threading.Lock()
         self._live: dict[str, tuple[str, float]] = {}
         self._leases: dict[str, Lease] = {}  # handed out or renewed here: progress is checked without a query
+        self._progress_listeners: list[Callable[[str, float | None], None]] = []
         self.changed = threading.Condition()
+
+    def on_progress(self, listener: Callable[[str, float | None], None]) -> None:
+        """Hear every job's live progress as it is reported (job id, fraction), and (job id, None) once it
+        has ended. Called on the reporting thread; a listener that raises is logged and ignored."""
+        self._progress_listeners.append(listener)
+
+    def _tell(self, job_id: str, progress: float | None) -> None:
+        for listener in self._progress_listeners:
+            try:
+                listener(job_id, progress)
+            except Exception:
+                log.exception("A progress listener failed on job %s", job_id)
 
     def _notify(self) -> None:
         with self.changed:
@@ -214,6 +227,7 @@ class QueueService:
             raise LeaseLost("This job is no longer leased to this worker", details={"job_id": job_id})
         previous = self._live.get(job_id)
         self._live[job_id] = (stage, progress)
+        self._tell(job_id, progress)
         if previous is None or previous[0] != stage:
             with self._db.session() as session:
                 self._write_held(session, job_id, token, utcnow(), stage=stage, progress=progress)
@@ -260,6 +274,7 @@ class QueueService:
     def _ended(self, job_id: str) -> None:
         self._live.pop(job_id, None)
         self._leases.pop(job_id, None)
+        self._tell(job_id, None)
 
     def retry_later(self, job_id: str, error: str, delay_seconds: float, *, token: str,
                     stage: str = "waiting to retry", refund_attempt: bool = False) -> None:

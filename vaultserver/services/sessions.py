@@ -5,7 +5,9 @@ a SHA-256 hash, and replaced on every refresh. Every token a session rotated awa
 the session ends: presenting any of them again, or the current one twice at once, means it was copied, and
 the whole session is revoked. Every authenticated request re-checks the session row (revoked,
 expired, idle), so signing a device out takes effect on its very next request; last activity is written at
-most once a minute per session, not on every segment.
+most once a minute per session, not on every segment. An open gallery page's event stream re-checks its
+session with `check`, which is not activity (an open page must not keep a session alive), and every way a
+session ends is told to that device's open pages (`session_ended`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from vaultserver.db import Database
 from vaultserver.db.models import DeviceSession, RetiredRefreshToken, User, utcnow
 from vaultserver.errors import VaultError
 from vaultserver.services.audit import AuditEvent, AuditService
+from vaultserver.services.events import SESSION_ENDED, Event, EventHub
 from vaultserver.services.settings import SettingsService
 from vaultserver.services.users import UserView
 
@@ -145,9 +148,11 @@ class SessionService:
         audit: AuditService,
         settings: SettingsService,
         secret: bytes,
+        events: EventHub,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
+        self._events = events
         self._audit = audit
         self._settings = settings
         self._secret = secret
@@ -230,6 +235,7 @@ class SessionService:
             self._audit.record(
                 AuditEvent("session_revoked", user_id=user.id, username=user.username, session_id=old.id,
                            details={"reason": "device_limit"}))
+            self._ended(old.id, "device_limit")
         self._audit.record(
             AuditEvent("login", user_id=user.id, username=user.username, session_id=row.id, ip_address=ip,
                        user_agent=user_agent, details={"device": device_name}))
@@ -281,11 +287,13 @@ class SessionService:
                .where(col(DeviceSession.id) == session_id, col(DeviceSession.revoked_at).is_(None))
                .values(revoked_at=self.clock(), revoked_reason="refresh_token_reuse"))
         with self._db.engine.begin() as connection:
-            connection.execute(end)
+            ended = connection.execute(end).rowcount == 1
             user_id = connection.execute(
                 core_select(col(DeviceSession.user_id)).where(col(DeviceSession.id) == session_id)).scalar()
         self._audit.record(AuditEvent("refresh", "denied", user_id=user_id, session_id=session_id,
                                       ip_address=ip, details={"reason": "refresh_token_reuse"}))
+        if ended:
+            self._ended(session_id, "refresh_token_reuse")
 
     def _check_live(self, row: _SessionTimes, now: datetime, account_expires: datetime | None = None) -> None:
         """Raise AUTH_004 if the session is over; one that timed out (expired, idle, or its account's expiry
@@ -302,6 +310,7 @@ class SessionService:
                     session.add(ended)
             self._audit.record(AuditEvent("session_ended", user_id=row.user_id, session_id=row.id,
                                           details={"reason": reason}))
+            self._ended(row.id, reason)
         raise _auth("AUTH_004", message)
 
     def _why_over(self, row: _SessionTimes, now: datetime,
@@ -323,15 +332,20 @@ class SessionService:
         One indexed Core query (no ORM objects): this runs for every segment a player fetches.
         """
         claims = self.decode(access_token)
+        return self.check(claims["sid"], claims["sub"], touch=True)
+
+    def check(self, session_id: str, user_id: str, *, touch: bool = False) -> Principal:
+        """Whether this session is still live, and who it is now (role changes show). Unless `touch`, it
+        is not activity: an open page's event stream asks this and must not defeat the idle timeout."""
         now = self.clock()
         with self._db.engine.connect() as connection:
-            row = connection.execute(_LIVE_SESSION, {"sid": claims["sid"], "sub": claims["sub"]}).first()
+            row = connection.execute(_LIVE_SESSION, {"sid": session_id, "sub": user_id}).first()
         if row is None:
             raise _auth("AUTH_004", "This session no longer exists")
         self._check_live(row, now, row.account_expires_at)
         if not row.is_active:
             raise _auth("AUTH_004", "This account is disabled")
-        if self._due_activity_write(row.id):
+        if touch and self._due_activity_write(row.id):
             with self._db.session() as session:
                 live = session.get(DeviceSession, row.id)
                 if live is not None:
@@ -356,11 +370,21 @@ class SessionService:
             row = session.get(DeviceSession, session_id) if session_id.isalnum() else None
             if row is None or (owner_only and row.user_id != owner_only):
                 raise VaultError("No such session", code="VALIDATION_001", status=404)
-            if row.revoked_at is None:
+            ending = row.revoked_at is None
+            if ending:
                 row.revoked_at, row.revoked_reason = self.clock(), reason
                 session.add(row)
         self._record_by(actor, "session_revoked", session_id=session_id,
                         details={"reason": reason, "owner": row.user_id})
+        if ending:
+            self._ended(session_id, reason)
+
+    def _ended(self, session_id: str, reason: str) -> None:
+        """Tell the device's open pages to leave now. After the change, and never raising into it."""
+        try:
+            self._events.publish(Event(SESSION_ENDED, {"reason": reason}, session_id=session_id))
+        except Exception:
+            log.exception("Could not tell the open pages of session %s that it ended", session_id)
 
     def _record_by(self, actor: Principal | None, event: str, **fields: Any) -> None:
         self._audit.record(AuditEvent(event, user_id=actor.user_id if actor else None,
@@ -381,6 +405,8 @@ class SessionService:
                 session.add(row)
         self._record_by(actor, "sessions_revoked", details={"owner": user_id, "count": len(ended),
                                                              "reason": reason})
+        for row in ended:
+            self._ended(row.id, reason)
         return len(ended)
 
     def prune_ended(self, older_than: datetime) -> int:
