@@ -160,7 +160,7 @@ def test_favorites_are_per_person_in_item_and_library_json(sign_in, library):
 def test_the_share_dialog_lists_the_other_active_accounts(sign_in, library):
     member, member_name = sign_in()
     _, other_name = sign_in("guest")
-    accounts = member.request("GET", "/api/accounts").json()
+    accounts = member.request("GET", "/api/accounts").json()["accounts"]
     names = [a["username"] for a in accounts]
     assert member_name not in names and {"username": other_name, "role": "guest"} in accounts
     assert all(set(a) == {"username", "role"} for a in accounts)

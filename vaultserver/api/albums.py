@@ -84,4 +84,4 @@ async def unshare(album_id: str, username: str) -> Response:
 @bp.get("/accounts")
 async def accounts() -> Response:
     """Who an album can be shared with: every active account but mine (members and admins only)."""
-    return jsonify(await signed_in(_albums().accounts_to_share_with))
+    return jsonify({"accounts": await signed_in(_albums().accounts_to_share_with)})
