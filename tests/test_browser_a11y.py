@@ -1,6 +1,6 @@
 """Accessibility of the gallery, checked by axe-core (Deque's engine, vendored in tests/vendor) in a real
 headless Chromium: the sign-in page, the grid, the open viewer (a photo and a video), the albums view,
-"My devices" and the dialogs, at a desktop and a phone size. Any critical or serious violation fails.
+"My devices" and an album, at a desktop and a phone size. Any critical or serious violation fails.
 
 The server, browser and page helpers come from tests/test_browser.py.
 """
@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import VIEWER, VIEWER_PASSWORD
 from tests.test_browser import (  # noqa: F401
     DESKTOP,
     PHONE_UA,
     VIDEO_NAME,
+    Vault,
     _close_pages,
     browser,
     open_page,
@@ -74,4 +76,25 @@ def test_sign_in_grid_and_viewer_have_no_serious_accessibility_violations(browse
     page.click("#devices-link")
     page.wait_for_selector("#devices-view:not([hidden]) .device")
     assert_accessible(page, f"my devices, {size}")
+
+    album = an_album(vault)
+    page.click("#nav-albums")
+    page.wait_for_selector(f"#albums-view:not([hidden]) .album-card[data-id='{album}'] img")
+    assert_accessible(page, f"albums view, {size}")
+    page.click(f".album-card[data-id='{album}'] a")
+    page.wait_for_selector("#album-tools:not([hidden])")
+    assert_accessible(page, f"an album, {size}")
     assert problems == []
+
+
+def an_album(server: Vault) -> str:
+    """The viewer account's album "Summer" with two photos (made once per server)."""
+    client = server.client()
+    assert client.login(VIEWER, VIEWER_PASSWORD).status == 200
+    albums = client.request("GET", "/api/albums").json()["albums"]
+    if albums:
+        return albums[0]["id"]
+    album = client.request("POST", "/api/albums", {"name": "Summer"}).json()
+    photos = [server.item(name).id for name in ("beach.jpg", "lake.jpg")]
+    assert client.request("POST", f"/api/albums/{album['id']}/items", {"media_ids": photos}).status == 200
+    return album["id"]

@@ -43,7 +43,8 @@ export function renameAlbum(album) {
 
 /** Share with, or stop sharing with, each account: every checkbox acts at once. */
 export async function shareAlbum(album) {
-  const { accounts } = await api("/api/accounts");
+  const listed = await api("/api/accounts"); // {"accounts": [...]}, or the bare list
+  const accounts = (Array.isArray(listed) ? listed : listed.accounts) || [];
   const shared = new Set((album.shared_with || []).map((name) => name.toLowerCase()));
   const status = el("p", { class: "dialog-status", role: "status" });
   const rows = accounts.map((account) => {
