@@ -260,6 +260,10 @@ function sortKey(item) {
 
 /** An item was added or changed: replace its tile, or slot it in where the sort puts it. */
 export function upsert(item) {
+  if (state.loading) { // a page on its way may or may not have it: decide once it is here
+    state.loading.then(() => upsert(item));
+    return;
+  }
   const index = indexOf(item.id);
   if (index >= 0) {
     state.items[index] = { ...state.items[index], ...item };
@@ -285,6 +289,7 @@ export function upsert(item) {
 
 /** An item is gone: its tile goes, with any heading left with nothing under it. */
 export function remove(id) {
+  if (state.loading) state.loading.then(() => remove(id));
   const index = indexOf(id);
   if (index < 0) return;
   state.items.splice(index, 1);
