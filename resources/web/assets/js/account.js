@@ -4,9 +4,6 @@
 
 let user = null;
 
-export const currentUser = () => user;
-export const canManage = () => Boolean(user) && user.role !== "guest";
-
 /** Someone signed in (or null: signed out). */
 export function setCurrentUser(who) {
   user = who || null;

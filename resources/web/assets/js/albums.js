@@ -3,7 +3,7 @@
 
 import { mayChange } from "./account.js";
 import { api, SignedOut } from "./api.js";
-import { addToAlbum, newAlbum, renameAlbum, shareAlbum } from "./albumdialogs.js";
+import { newAlbum, renameAlbum, shareAlbum } from "./albumdialogs.js";
 import { $, el, icon, toast } from "./dom.js";
 import { openDialog } from "./dialogs.js";
 
@@ -109,9 +109,6 @@ function showHeader(id) {
   return album;
 }
 
-/** The album the grid shows, if it is one this person may fill (for "Add to album"'s default). */
-export const shownAlbum = () => shown;
-
 async function deleteAlbum(album) {
   const done = await openDialog({
     title: `Delete “${album.name}”?`,
@@ -124,5 +121,3 @@ async function deleteAlbum(album) {
   await refreshAlbums();
   goTo("#/albums");
 }
-
-export { addToAlbum };
