@@ -107,7 +107,8 @@ export async function api(path, options = {}) {
     return await send(path, options);
   } catch (error) {
     if (error.status === 403 && error.code === "SEC_001") throw signedOut(error);
-    if (error.status !== 401 || options.retry === false) throw error;
+    // A wrong password (changing it) is the asker's mistake, not a lapsed token: it goes to the caller.
+    if (error.status !== 401 || error.code === "AUTH_001" || options.retry === false) throw error;
     await refresh(error);
   }
   try {

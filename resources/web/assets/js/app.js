@@ -1,13 +1,20 @@
-// Vault's gallery: starts the page, switches between sign-in, the library, the viewer and "My devices"
-// (#/, #/view/ID, #/devices), and makes sure nothing stays on screen once the session is over.
+// Vault's gallery: starts the page, switches between sign-in, the library (#/, #/favorites, #/album/ID),
+// the albums (#/albums), the viewer (#/view/ID) and "My devices" (#/devices), keeps them up to date as the
+// library changes (live.js), and makes sure nothing stays on screen once the session is over.
 
+import { setCurrentUser } from "./account.js";
+import { clearAlbums, initAlbums, refreshAlbums, showAlbum, showAlbums } from "./albums.js";
 import { api, forgetTokens, onSignedOut, startSessionClock, stopSessionClock } from "./api.js";
 import { hideSignIn, initSignIn, NETWORK_REFUSED, showSignIn, signedOutMessage, signOut } from "./auth.js";
 import { clearDevices, initDevices, setUser, showDevices } from "./devices.js";
-import { $, clearToast, installIcons, typingInto } from "./dom.js";
+import { closeDialogs, dialogOpen } from "./dialogs.js";
+import { $, clearToast, installIcons, toast, typingInto } from "./dom.js";
 import * as gallery from "./gallery.js";
+import { startLive, stopLive } from "./live.js";
+import { clearPassword, initPassword } from "./password.js";
 import { loadHls } from "./player.js";
-import { closeViewer, initViewer, isOpen, openViewer } from "./viewer.js";
+import * as selection from "./selection.js";
+import { closeViewer, initViewer, isOpen, openViewer, shownId } from "./viewer.js";
 
 const channel = "BroadcastChannel" in window ? new BroadcastChannel("vault") : null;
 let signedIn = false;
@@ -15,11 +22,36 @@ let lastRoute = null;
 
 // --- routes ----------------------------------------------------------------------------------------------
 
+const VIEWS = { devices: "devices-view", albums: "albums-view" }; // any other route shows the grid
+const TITLES = { grid: "Photos and videos", favorites: "Favorites" };
+
 function parseRoute() {
   const path = location.hash.replace(/^#\/?/, "");
   const view = /^view\/([0-9a-f]{32})$/.exec(path);
   if (view) return { name: "view", id: view[1] };
-  return { name: path === "devices" ? "devices" : "grid" };
+  const album = /^album\/([0-9a-f]{32})$/.exec(path);
+  if (album) return { name: "album", album: album[1] };
+  return { name: ["devices", "albums", "favorites"].includes(path) ? path : "grid" };
+}
+
+/** Scope the grid to the route (the viewer keeps the grid it was opened from); true if that changed. */
+function scopeGrid({ name, album }) {
+  if (name === "view" || name in VIEWS) return false;
+  const changed = gallery.setScope({ album: album || null, favorite: name === "favorites" });
+  if (changed) selection.stop();
+  const title = $("gallery-title");
+  title.className = name === "grid" ? "sr-only" : "";
+  if (name !== "album") title.textContent = TITLES[name] || TITLES.grid;
+  else if (changed) title.textContent = "";
+  $("scope-back").hidden = name !== "album";
+  $("album-tools").hidden = true;
+  showAlbum(name === "album" ? album : null).then((shown) => {
+    if (name === "album" && !shown && parseRoute().album === album) {
+      toast("That album isn't there any more, or isn't shared with you.");
+      go("#/albums", { push: false });
+    }
+  });
+  return changed;
 }
 
 function route() {
@@ -27,11 +59,10 @@ function route() {
   const key = location.hash || "#/";
   if (key === lastRoute) return;
   lastRoute = key;
-  const { name, id } = parseRoute();
-  $("devices-view").hidden = name !== "devices";
-  $("gallery-view").hidden = name === "devices";
-  if (name === "devices") $("devices-link").setAttribute("aria-current", "page");
-  else $("devices-link").removeAttribute("aria-current");
+  const where = parseRoute();
+  const { name, id } = where;
+  showView(name);
+  const changed = scopeGrid(where);
   if (name === "view") {
     openViewer(id);
     return;
@@ -41,9 +72,30 @@ function route() {
     document.title = "My devices · Vault";
     showDevices();
     $("devices-title").focus();
+  } else if (name === "albums") {
+    document.title = "Albums · Vault";
+    showAlbums();
+    $("albums-title").focus();
   } else {
-    document.title = "Vault";
-    gallery.fill(); // in case the grid was hidden while it should have been filling
+    document.title = name === "favorites" ? "Favorites · Vault" : "Vault";
+    if (changed) {
+      gallery.reload();
+      if (name !== "grid") $("gallery-title").focus();
+    } else {
+      gallery.fill(); // in case the grid was hidden while it should have been filling
+    }
+  }
+}
+
+function showView(name) {
+  for (const [route, view] of Object.entries(VIEWS)) $(view).hidden = name !== route;
+  if (name !== "view") $("gallery-view").hidden = name in VIEWS;
+  const current = { grid: "nav-all", favorites: "nav-favorites", albums: "nav-albums", album: "nav-albums",
+    devices: "devices-link" }[name];
+  for (const link of ["nav-all", "nav-favorites", "nav-albums", "devices-link"]) {
+    if (name === "view") break;
+    if (link === current) $(link).setAttribute("aria-current", "page");
+    else $(link).removeAttribute("aria-current");
   }
 }
 
@@ -74,9 +126,12 @@ async function enterApp(user) {
   $("boot").hidden = true;
   $("app-view").hidden = false;
   $("skip-link").hidden = false;
-  $("gallery-view").hidden = parseRoute().name === "devices";
+  showView(parseRoute().name);
   setUser(user);
+  setCurrentUser(user);
   startSessionClock();
+  startLive(liveHandlers);
+  scopeGrid(parseRoute());
   await gallery.reload();
   route();
   // With videos in sight, fetch the player in the background so the first one starts quickly.
@@ -90,10 +145,16 @@ function leaveApp(message, kind = "info") {
   signedIn = false;
   lastRoute = null;
   stopSessionClock();
+  stopLive();
+  closeDialogs();
+  selection.stop();
   closeViewer({ save: false });
   gallery.clearGallery();
   gallery.resetFilters();
   clearDevices();
+  clearAlbums();
+  clearPassword();
+  setCurrentUser(null);
   clearToast();
   $("app-view").hidden = true;
   $("skip-link").hidden = true;
@@ -127,7 +188,13 @@ function wire() {
     await enterApp(user);
     if (channel) channel.postMessage({ type: "signed-in" });
   });
-  gallery.initGallery((item) => go(`#/view/${item.id}`, { state: { viewer: true } }));
+  gallery.initGallery((item, link) => {
+    if (selection.isSelecting()) selection.toggle(item.id, link);
+    else go(`#/view/${item.id}`, { state: { viewer: true } });
+  });
+  selection.initSelection();
+  initAlbums((hash) => go(hash));
+  initPassword(() => showDevices());
   initViewer({
     requestClose: closeRequested,
     navigated: (id) => {
@@ -157,12 +224,63 @@ function wire() {
     if (event.persisted && signedIn) api("/api/auth/me").catch(() => {});
   });
   document.addEventListener("keydown", (event) => {
-    if (event.key === "/" && signedIn && !isOpen() && !typingInto(event.target) && !$("gallery-view").hidden) {
+    if (event.key === "/" && signedIn && !isOpen() && !dialogOpen() && !typingInto(event.target)
+        && !$("gallery-view").hidden) {
       event.preventDefault();
       $("search").focus();
     }
   });
 }
+
+// --- live updates ----------------------------------------------------------------------------------------
+
+const SESSION_ENDED = {
+  idle: "You were signed out after a period of inactivity. Sign in again to continue.",
+  expired: "You were signed out because your session expired. Sign in again to continue.",
+  account_expired: "This account has expired. Ask the person who runs Vault to extend it.",
+  password_changed: "You were signed out because your password was changed. Sign in with the new one.",
+};
+const converting = new Set(); // ids being looked up after news of a conversion the grid doesn't show yet
+
+function reloadShown() {
+  const { name } = parseRoute();
+  if (name === "albums") showAlbums();
+  else refreshAlbums();
+  if (!(name in VIEWS)) gallery.reload();
+}
+
+const liveHandlers = {
+  item_added: ({ id, item }) => { if (item) gallery.upsert({ ...item, id: item.id || id }); },
+  item_deleted: ({ id }) => {
+    gallery.remove(id);
+    if (isOpen() && shownId() === id) {
+      closeRequested();
+      toast("That photo or video was deleted.");
+    }
+  },
+  item_converting: ({ id, progress }) => {
+    if (gallery.progress(id, progress) || converting.has(id)) return;
+    converting.add(id);
+    api(`/api/media/${encodeURIComponent(id)}`).then(({ position: _position, ...item }) => gallery.upsert(item))
+      .catch(() => {}).finally(() => converting.delete(id));
+  },
+  album_changed: ({ id }) => {
+    refreshAlbums();
+    // The album on screen changed, or (for a guest, who sees only shared albums) the whole library may have.
+    const { name, album } = parseRoute();
+    const guest = document.body.classList.contains("guest");
+    if ((name === "album" && album === id) || (guest && (name === "grid" || name === "favorites"))) {
+      gallery.reload();
+    }
+  },
+  session_ended: ({ reason }) => {
+    if (!signedIn) return;
+    forgetTokens();
+    leaveApp(SESSION_ENDED[reason] || signedOutMessage({ code: "AUTH_004", message: "" }));
+    if (channel) channel.postMessage({ type: "signed-out" });
+  },
+  resync: () => { if (signedIn) reloadShown(); },
+};
 
 function startMessage(error) {
   if (error.code === "SEC_001") return [NETWORK_REFUSED, "error"];

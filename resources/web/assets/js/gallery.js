@@ -1,44 +1,46 @@
 // The library grid: pages of thumbnails under day and month headings, infinite scroll, the photo/video
-// filter, sorting and search. Video tiles play their animated preview on hover or long-press. A video still
-// converting has a placeholder tile saying how far it is ("Converting 42%"); it opens and plays like any
-// other, and turns into the real tile once it is ready.
+// filter, sorting and search, within a scope (everything, my favorites, or one album). Tiles come and go
+// live (live.js tells it): a new item slots in where the sort puts it, a deleted one leaves. A video still
+// converting has a placeholder tile saying how far it is; it turns into the real tile once it is ready.
 
 import { api, SignedOut } from "./api.js";
-import { $, el, icon, reducedMotion } from "./dom.js";
-import { dayKey, dayLabel, duration, itemDate, monthKey, monthLabel } from "./format.js";
+import { $, el, reducedMotion } from "./dom.js";
+import { holdItems } from "./favorites.js";
+import { dayKey, dayLabel, itemDate, monthKey, monthLabel } from "./format.js";
+import { cell, restingUrl, showProgress, tile } from "./tiles.js";
+
+export { posterUrl, thumbnailUrl } from "./tiles.js";
 
 const PAGE_SIZE = 60;
-const LONG_PRESS_MS = 400;
 const SCROLL_AHEAD_PX = 1200;
 const CONVERTING_REFRESH_MS = 3000;
 
 const state = {
-  type: "all", sort: "taken_at", order: "desc", q: "",
+  type: "all", sort: "taken_at", order: "desc", q: "", album: null, favorite: false,
   items: [], page: 0, pages: 1, total: 0,
-  loading: null, generation: 0, lastMonth: "", lastDay: "",
+  loading: null, generation: 0,
 };
-let openItem = () => {};
+let activate = () => {};
 let observer = null;
 let convertingTimer = null;
-
-export const thumbnailUrl = (item) => `/api/media/thumbnail/${item.id}`;
-export const posterUrl = (item) => `/api/media/poster/${item.id}`;
-export const previewUrl = (item) => `/api/media/preview/${item.id}`;
-
-/** What a tile shows at rest: video thumbnails are animated, so reduced motion gets the still poster. */
-const restingUrl = (item) => (item.type === "video" && reducedMotion.matches ? posterUrl(item) : thumbnailUrl(item));
 
 // --- public -------------------------------------------------------------------------------------------
 
 export const items = () => state.items;
 export const hasMore = () => state.page < state.pages;
 export const total = () => state.total;
+export const scope = () => ({ album: state.album, favorite: state.favorite });
 export const indexOf = (id) => state.items.findIndex((item) => item.id === id);
 export const tileFor = (id) => $("grid").querySelector(`.tile[data-id="${CSS.escape(id)}"]`);
+const cellFor = (id) => $("grid").querySelector(`.cell[data-id="${CSS.escape(id)}"]`);
 
-/** `onOpen(item)` runs when a tile is activated. */
-export function initGallery(onOpen) {
-  openItem = onOpen;
+/** `onActivate(item, link)` runs when a tile is clicked (open it, or select it while selecting). */
+export function initGallery(onActivate) {
+  activate = (id, link) => {
+    const item = state.items[indexOf(id)];
+    if (item) onActivate(item, link); // the freshest copy (a refresh may have replaced it)
+  };
+  holdItems((id) => state.items.filter((item) => item.id === id));
   for (const button of document.querySelectorAll(".segmented button")) {
     button.addEventListener("click", () => {
       for (const other of document.querySelectorAll(".segmented button")) {
@@ -87,11 +89,18 @@ export function initGallery(onOpen) {
   }, { rootMargin: `0px 0px ${SCROLL_AHEAD_PX}px 0px` });
   observer.observe($("sentinel"));
   reducedMotion.addEventListener("change", () => {
-    for (const tile of $("grid").querySelectorAll(".tile[data-type='video']:not(.converting)")) {
-      const item = state.items[indexOf(tile.dataset.id)];
-      if (item) tile.querySelector("img.thumb").src = restingUrl(item);
+    for (const link of $("grid").querySelectorAll(".tile[data-type='video']:not(.converting)")) {
+      const item = state.items[indexOf(link.dataset.id)];
+      if (item) link.querySelector("img.thumb").src = restingUrl(item);
     }
   });
+}
+
+/** Show everything, my favorites or one album; true if that changed (the caller then reloads). */
+export function setScope({ album = null, favorite = false } = {}) {
+  if (state.album === album && state.favorite === favorite) return false;
+  Object.assign(state, { album, favorite });
+  return true;
 }
 
 /** Forget everything shown (on sign-out: no picture or name may stay in the page). */
@@ -99,7 +108,7 @@ export function clearGallery() {
   state.generation += 1;
   clearTimeout(convertingTimer);
   convertingTimer = null;
-  Object.assign(state, { items: [], page: 0, pages: 1, total: 0, loading: null, lastMonth: "", lastDay: "" });
+  Object.assign(state, { items: [], page: 0, pages: 1, total: 0, loading: null });
   for (const img of $("grid").querySelectorAll("img")) img.removeAttribute("src");
   $("grid").replaceChildren();
   $("count").textContent = "";
@@ -107,9 +116,9 @@ export function clearGallery() {
   $("loading").hidden = true;
 }
 
-/** Reset filters to "all, newest taken first, no search" (after signing out). */
+/** Reset filters to "all, newest taken first, no search, everything" (after signing out). */
 export function resetFilters() {
-  Object.assign(state, { type: "all", sort: "taken_at", order: "desc", q: "" });
+  Object.assign(state, { type: "all", sort: "taken_at", order: "desc", q: "", album: null, favorite: false });
   $("search").value = "";
   $("sort").value = "taken_at:desc";
   for (const button of document.querySelectorAll(".segmented button")) {
@@ -117,7 +126,7 @@ export function resetFilters() {
   }
 }
 
-/** Start over from page 1 with the current filter, sort and search. */
+/** Start over from page 1 with the current scope, filter, sort and search. */
 export async function reload() {
   clearGallery();
   $("grid").setAttribute("aria-busy", "true");
@@ -134,6 +143,8 @@ export function loadMore() {
     order: state.order });
   if (state.type !== "all") params.set("type", state.type);
   if (state.q) params.set("q", state.q);
+  if (state.album) params.set("album", state.album);
+  if (state.favorite) params.set("favorite", "true");
   $("loading").hidden = state.page === 0;
   state.loading = api(`/api/media/library?${params}`)
     .then((data) => {
@@ -174,35 +185,50 @@ function nearBottom() {
 // --- rendering ------------------------------------------------------------------------------------------
 
 function append(data) {
-  const grid = $("grid");
-  grid.querySelectorAll(".skeleton").forEach((node) => node.remove());
+  $("grid").querySelectorAll(".skeleton").forEach((node) => node.remove());
   state.page = data.pagination.page;
   state.pages = data.pagination.pages;
   state.total = data.pagination.total;
-  const nodes = [];
   for (const item of data.items) {
-    const date = itemDate(item, state.sort);
-    if (date && monthKey(date) !== state.lastMonth) {
-      state.lastMonth = monthKey(date);
-      nodes.push(el("h2", { class: "month" }, monthLabel(date)));
-    }
-    if (date && dayKey(date) !== state.lastDay) {
-      state.lastDay = dayKey(date);
-      nodes.push(el("h3", { class: "day" }, dayLabel(date)));
-    }
-    nodes.push(tile(item));
-    state.items.push(item);
+    if (indexOf(item.id) < 0) state.items.push(item); // an item that arrived live may come again in a page
   }
-  grid.append(...nodes);
+  render();
   watchConverting();
   updateCount();
-  if (state.total === 0) {
-    const what = { all: "photos or videos", image: "photos", video: "videos" }[state.type];
-    if (state.q) showEmpty(`Nothing called “${state.q}”`, `No ${what} have a name containing “${state.q}”.`);
-    else showEmpty(`No ${what} yet`, "Photos appear here once converted; videos as soon as they start converting.");
-  } else {
-    $("empty").hidden = true;
+}
+
+/** Lay the cells out under their headings again (existing cells are moved, not rebuilt: no reloads). */
+function render() {
+  const grid = $("grid");
+  const focused = grid.contains(document.activeElement) ? document.activeElement : null;
+  const cells = new Map([...grid.querySelectorAll(".cell")].map((node) => [node.dataset.id, node]));
+  const nodes = [];
+  let lastMonth = "";
+  let lastDay = "";
+  for (const item of state.items) {
+    const date = itemDate(item, state.sort);
+    if (date && monthKey(date) !== lastMonth) {
+      lastMonth = monthKey(date);
+      nodes.push(el("h2", { class: "month" }, monthLabel(date)));
+    }
+    if (date && dayKey(date) !== lastDay) {
+      lastDay = dayKey(date);
+      nodes.push(el("h3", { class: "day" }, dayLabel(date)));
+    }
+    nodes.push(cells.get(item.id) || cell(item, activate));
   }
+  grid.replaceChildren(...nodes);
+  if (focused && focused.isConnected) focused.focus({ preventScroll: true });
+  if (state.total === 0) showEmptyLibrary();
+  else $("empty").hidden = true;
+}
+
+function showEmptyLibrary() {
+  const what = { all: "photos or videos", image: "photos", video: "videos" }[state.type];
+  if (state.q) showEmpty(`Nothing called “${state.q}”`, `No ${what} have a name containing “${state.q}”.`);
+  else if (state.favorite) showEmpty("No favorites yet", "Tap the heart on a photo or video to find it here.");
+  else if (state.album) showEmpty(`No ${what} in this album yet`, "Select photos in the library to add them.");
+  else showEmpty(`No ${what} yet`, "Photos appear here once converted; videos as soon as they start converting.");
 }
 
 function updateCount() {
@@ -218,62 +244,84 @@ function showEmpty(title, text, retry = false) {
   $("empty").hidden = false;
 }
 
-function tile(item) {
-  const link = el("a", { class: "tile", href: `#/view/${item.id}`, "data-id": item.id, "data-type": item.type,
-    draggable: "false" });
-  if (item.status === "converting") convertingTile(link, item);
-  else pictureTile(link, item);
-  link.addEventListener("click", (event) => {
-    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
-    event.preventDefault();
-    if (link.dataset.suppressClick) {
-      delete link.dataset.suppressClick;
-      return;
-    }
-    openItem(state.items[indexOf(item.id)] || item); // the freshest copy (a refresh may have replaced it)
-  });
-  return link;
+// --- live changes -----------------------------------------------------------------------------------------
+
+/** Would the current scope, filter and search list this item? (Albums change by album_changed instead.) */
+function belongs(item) {
+  if (state.album || (state.favorite && !item.favorite)) return false;
+  if (state.type !== "all" && item.type !== state.type) return false;
+  return !state.q || (item.original_name || "").toLowerCase().includes(state.q.toLowerCase());
 }
 
-function pictureTile(link, item) {
-  const img = el("img", { class: "thumb", alt: item.original_name, loading: "lazy", decoding: "async",
-    width: 300, height: 300, draggable: "false" });
-  img.addEventListener("load", () => link.classList.add("loaded"), { once: true });
-  img.addEventListener("error", () => imageFailed(img));
-  img.src = restingUrl(item);
-  link.append(img);
-  if (item.type === "video") {
-    link.append(el("span", { class: "badge" }, icon("play"), el("span", { class: "sr-only" }, "Video, "),
-      duration(item.duration)));
-    wirePreview(link, item);
+function sortKey(item) {
+  const date = itemDate(item, state.sort);
+  return date ? date.getTime() : 0;
+}
+
+/** An item was added or changed: replace its tile, or slot it in where the sort puts it. */
+export function upsert(item) {
+  if (state.loading) { // a page on its way may or may not have it: decide once it is here
+    state.loading.then(() => upsert(item));
+    return;
   }
+  const index = indexOf(item.id);
+  if (index >= 0) {
+    state.items[index] = { ...state.items[index], ...item };
+    replaceTile(state.items[index]);
+    return;
+  }
+  if (!belongs(item) || state.generation === 0) return;
+  const key = sortKey(item);
+  const after = (other) => (state.order === "desc" ? sortKey(other) < key : sortKey(other) > key);
+  let at = state.items.findIndex(after);
+  if (at < 0 && hasMore()) { // beyond what is loaded: a later page brings it
+    state.total += 1;
+    updateCount();
+    return;
+  }
+  if (at < 0) at = state.items.length;
+  state.items.splice(at, 0, item);
+  state.total += 1;
+  render();
+  watchConverting();
+  updateCount();
 }
 
-/** A thumbnail failed: most likely the access cookie lapsed; check the session, then try once more. */
-function imageFailed(img) {
-  if (img.dataset.retried) return;
-  img.dataset.retried = "1";
-  api("/api/auth/me").then(() => {
-    const src = img.getAttribute("src");
-    if (img.isConnected && src) img.setAttribute("src", src); // the same URL again: a fresh request
-  }).catch(() => {});
+/** An item is gone: its tile goes, with any heading left with nothing under it. */
+export function remove(id) {
+  if (state.loading) state.loading.then(() => remove(id));
+  const index = indexOf(id);
+  if (index < 0) return;
+  state.items.splice(index, 1);
+  state.total = Math.max(0, state.total - 1);
+  render();
+  updateCount();
+}
+
+/** A converting video moved on; false if it is not in the grid. */
+export function progress(id, value) {
+  const item = state.items[indexOf(id)];
+  const link = tileFor(id);
+  if (!item || !link) return false;
+  item.progress = value;
+  showProgress(link, item);
+  return true;
+}
+
+function replaceTile(item) {
+  const old = tileFor(item.id);
+  if (!old) return;
+  if (item.status === "converting" && old.classList.contains("converting")) {
+    showProgress(old, item);
+    return;
+  }
+  const ready = tile(item, activate);
+  const focused = document.activeElement === old;
+  old.replaceWith(ready);
+  if (focused) ready.focus({ preventScroll: true });
 }
 
 // --- videos still converting ---------------------------------------------------------------------------------
-
-const percent = (item) => Math.max(0, Math.min(99, Math.floor((item.progress || 0) * 100)));
-
-/** No pictures exist before the commit: a placeholder, the name for screen readers, and how far it is. */
-function convertingTile(link, item) {
-  link.classList.add("converting");
-  const meter = el("progress", { class: "meter", max: 100, value: percent(item), "aria-hidden": "true" });
-  link.append(
-    el("span", { class: "placeholder-icon", "aria-hidden": "true" }, icon("video")),
-    el("span", { class: "converting-label" }, el("span", { class: "sr-only" }, `${item.original_name}, `),
-      el("span", { class: "percent" }, `Converting ${percent(item)}%`)),
-    meter,
-  );
-}
 
 /** While a converting tile is in the grid, refresh the ones on screen every few seconds. */
 function watchConverting() {
@@ -289,108 +337,22 @@ async function refreshConverting() {
   };
   if (document.visibilityState === "visible" && !$("gallery-view").hidden) {
     const tiles = [...$("grid").querySelectorAll(".tile.converting")].filter(onScreen);
-    await Promise.all(tiles.map((node) => refreshTile(node, generation)));
+    await Promise.all(tiles.map((node) => refreshTile(node.dataset.id, generation)));
   }
   convertingTimer = null;
   if (generation === state.generation) watchConverting();
 }
 
-async function refreshTile(node, generation) {
-  const id = node.dataset.id;
+async function refreshTile(id, generation) {
   let fresh;
   try {
     fresh = await api(`/api/media/${encodeURIComponent(id)}`);
   } catch (error) {
     // Its conversion stopped (the item is gone; the video is converted again, as a new item).
-    if (error.code === "MEDIA_001" && generation === state.generation) removeTile(node);
+    if (error.code === "MEDIA_001" && generation === state.generation) remove(id);
     return;
   }
-  const index = indexOf(id);
-  if (generation !== state.generation || !node.isConnected || index < 0) return;
+  if (generation !== state.generation || !cellFor(id) || indexOf(id) < 0) return;
   const { position: _position, ...item } = fresh; // the listing's shape (the position is per viewer)
-  state.items[index] = item;
-  if (item.status === "converting") {
-    node.querySelector(".percent").textContent = `Converting ${percent(item)}%`;
-    node.querySelector("progress").value = percent(item);
-    return;
-  }
-  const ready = tile(item);
-  const focused = document.activeElement === node;
-  node.replaceWith(ready);
-  if (focused) ready.focus({ preventScroll: true });
-}
-
-function removeTile(node) {
-  const index = indexOf(node.dataset.id);
-  if (index >= 0) state.items.splice(index, 1);
-  state.total = Math.max(0, state.total - 1);
-  let above = node.previousElementSibling;
-  node.remove();
-  // Headings left with nothing under them go too (at the end, only when no later page can fill them).
-  while (above && above.matches("h2, h3")) {
-    const next = above.nextElementSibling;
-    if (next ? !next.matches(above.matches("h3") ? "h2, h3" : "h2") : hasMore()) break;
-    const higher = above.previousElementSibling;
-    above.remove();
-    above = higher;
-  }
-  updateCount();
-}
-
-// --- video previews ----------------------------------------------------------------------------------------
-
-function showPreview(link, item) {
-  if (link.querySelector("img.preview")) return;
-  const moving = el("img", { class: "preview", alt: "", "aria-hidden": "true", decoding: "async",
-    draggable: "false" });
-  moving.addEventListener("load", () => moving.classList.add("ready"), { once: true });
-  moving.src = reducedMotion.matches ? posterUrl(item) : previewUrl(item);
-  link.append(moving);
-}
-
-function hidePreview(link) {
-  const moving = link.querySelector("img.preview");
-  if (moving) {
-    moving.removeAttribute("src");
-    moving.remove();
-  }
-}
-
-function wirePreview(link, item) {
-  let pressTimer = null;
-  let start = null;
-  link.addEventListener("pointerenter", (event) => {
-    if (event.pointerType === "mouse") showPreview(link, item);
-  });
-  link.addEventListener("pointerleave", () => hidePreview(link));
-  link.addEventListener("focus", () => {
-    if (link.matches(":focus-visible")) showPreview(link, item);
-  });
-  link.addEventListener("blur", () => hidePreview(link));
-  // Touch: press and hold to preview; lifting the finger stops it without opening the video.
-  link.addEventListener("pointerdown", (event) => {
-    if (event.pointerType === "mouse") return;
-    start = { x: event.clientX, y: event.clientY };
-    clearTimeout(pressTimer);
-    pressTimer = setTimeout(() => {
-      link.dataset.suppressClick = "1";
-      showPreview(link, item);
-    }, LONG_PRESS_MS);
-  });
-  link.addEventListener("pointermove", (event) => {
-    if (start && Math.hypot(event.clientX - start.x, event.clientY - start.y) > 10) clearTimeout(pressTimer);
-  });
-  const release = () => {
-    clearTimeout(pressTimer);
-    start = null;
-    if (link.dataset.suppressClick) {
-      hidePreview(link);
-      setTimeout(() => delete link.dataset.suppressClick, 400); // if no click follows (touch moved)
-    }
-  };
-  link.addEventListener("pointerup", release);
-  link.addEventListener("pointercancel", release);
-  link.addEventListener("contextmenu", (event) => {
-    if (link.dataset.suppressClick || start) event.preventDefault(); // no "save image" menu on long-press
-  });
+  upsert(item);
 }

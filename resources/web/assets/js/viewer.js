@@ -1,8 +1,11 @@
 // The full-screen viewer: full-size photos (zoom, swipe, arrow keys) and videos (player.js), with
 // next/previous through the grid's current list.
 
+import { addToAlbum } from "./albumdialogs.js";
 import { api } from "./api.js";
+import { dialogOpen } from "./dialogs.js";
 import { $, el, typingInto } from "./dom.js";
+import { holdItems, paintViewerHeart, toggleFavorite } from "./favorites.js";
 import { duration, itemDate, longDate } from "./format.js";
 import * as gallery from "./gallery.js";
 import { Player } from "./player.js";
@@ -19,6 +22,7 @@ let requestClose = () => {};
 let navigated = () => {};
 
 export const isOpen = () => !$("viewer").hidden;
+export const shownId = () => (current ? current.id : null);
 
 /**
  * @param {{requestClose: () => void, navigated: (id: string) => void}} hooks  requestClose asks the app to
@@ -31,6 +35,9 @@ export function initViewer(hooks) {
   $("viewer-next").addEventListener("click", () => step(1));
   $("zoom-in").addEventListener("click", () => zoom && zoom.zoomIn());
   $("zoom-out").addEventListener("click", () => zoom && zoom.zoomOut());
+  $("viewer-favorite").addEventListener("click", () => current && toggleFavorite(current.id));
+  $("viewer-add").addEventListener("click", () => current && addToAlbum([current.id]));
+  holdItems((id) => (current && current.id === id ? [current] : []));
   document.addEventListener("keydown", onKey);
   // Chromium's own video controls toggle playback on the Space *keyup*: the keydown already did it.
   document.addEventListener("keyup", (event) => {
@@ -96,6 +103,7 @@ function show(item) {
   $("app-view").inert = true;
   document.documentElement.classList.add("viewer-open");
   $("viewer-title").textContent = item.original_name;
+  paintViewerHeart($("viewer-favorite"), item);
   const index = gallery.indexOf(item.id);
   const date = itemDate(item, "taken_at");
   const facts = [longDate(date), item.width && item.height ? `${item.width} × ${item.height}` : ""];
@@ -192,6 +200,7 @@ async function step(direction) {
 
 function onKey(event) {
   if (!isOpen() || event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (dialogOpen()) return; // the dialog over the viewer has the keyboard (its Escape closes just it)
   const key = event.key;
   if (key === "Escape") {
     event.preventDefault();
