@@ -162,7 +162,7 @@ def test_a_member_shares_an_album_with_a_guest_and_open_pages_follow_the_library
     # ...and once it is put in the shared album, in the guest's album page too.
     assert album.request("POST", f"/api/albums/{holiday['id']}/items",
                          {"media_ids": [committed.id]}).status == 200
-    wait_js(guest, f"document.querySelector(\".tile[data-id='{committed.id}']\")", 5)
+    wait_js(guest, f"document.querySelector(\".tile[data-id='{committed.id}'] img.thumb\")?.complete", 5)
 
     # Deleted: its tile leaves both pages.
     vault.services.library.delete(committed.id)
@@ -194,7 +194,7 @@ def test_a_member_shares_an_album_with_a_guest_and_open_pages_follow_the_library
 
     # The guest's session is revoked: the page goes to sign-in at once, with no request of its own.
     session = guest.evaluate("fetch('/api/auth/me').then(r => r.json()).then(d => d.session_id)")
-    vault.services.sessions.revoke(session)
+    vault.services.sessions.revoke(session, "signed_out_by_admin")
     guest.wait_for_selector("#signin-view:not([hidden])", timeout=5_000)
     assert guest.locator(".tile").count() == 0 and "signed out" in guest.inner_text("#signin-message")
     assert member_problems == [] and guest_problems == []

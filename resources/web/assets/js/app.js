@@ -235,7 +235,7 @@ function wire() {
 // --- live updates ----------------------------------------------------------------------------------------
 
 const SESSION_ENDED = {
-  idle: "You were signed out after a period of inactivity. Sign in again to continue.",
+  idle_timeout: "You were signed out after a period of inactivity. Sign in again to continue.",
   expired: "You were signed out because your session expired. Sign in again to continue.",
   account_expired: "This account has expired. Ask the person who runs Vault to extend it.",
   password_changed: "You were signed out because your password was changed. Sign in with the new one.",
