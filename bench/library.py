@@ -32,8 +32,8 @@ from bench.runner import publish
 from vaultserver.config import AppPaths, Settings, save_settings
 from vaultserver.db.models import MediaFile, new_id
 from vaultserver.services import Services, open_services
-from vaultserver.services.library import Page
-from vaultserver.services.sessions import Principal
+from vaultserver.services.items import Page
+from vaultserver.services.principal import Principal
 
 RESULTS = Path(__file__).resolve().parent / "results" / "library.json"
 ITEMS, QUICK_ITEMS = 100_000, 20_000

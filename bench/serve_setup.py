@@ -143,7 +143,7 @@ def prepare(root: Path, log=print) -> ServeData:
     log(f"  inserted {EXTRA_ROWS:,} library rows ({time.perf_counter() - start:.1f} s)")
 
     from vaultserver.services import open_services
-    from vaultserver.services.library import THUMB_FILE
+    from vaultserver.services.items import THUMB_FILE
 
     services = open_services(paths)
     try:

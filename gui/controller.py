@@ -29,8 +29,8 @@ from vaultserver.config import AppPaths, Settings
 from vaultserver.errors import ValidationError, VaultError
 from vaultserver.runtime import BackupState, CertificateDetails, Progress, VaultRuntime
 from vaultserver.services import Services, open_services
+from vaultserver.services.items import Usage
 from vaultserver.services.jobs import JobView, QueueCounts
-from vaultserver.services.library import Usage
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from vaultserver.config import AppPaths
 from vaultserver.ffmpeg import ffmpeg as find_ffmpeg
 from vaultserver.pipeline import Pipeline
 from vaultserver.services import Services, open_services, users
-from vaultserver.services.library import MediaItem
+from vaultserver.services.items import MediaItem
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # The OS keychain is the one true outer boundary: tests use the file key store unless they mock keyring.

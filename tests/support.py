@@ -28,7 +28,7 @@ from vaultserver.crypto.tls import ensure_certificate
 from vaultserver.https_client import HttpsClient, Reply
 from vaultserver.pipeline import Pipeline
 from vaultserver.services import Services, open_services
-from vaultserver.services.library import HLS_DIR, MASTER_PLAYLIST
+from vaultserver.services.items import HLS_DIR, MASTER_PLAYLIST
 
 # Leading bytes of every media format Vault might write in the clear by mistake.
 MAGIC = {

@@ -14,7 +14,7 @@ import pytest
 from tests.support import AppClient, InProcessApp
 from vaultserver import hls
 from vaultserver.db.models import new_id
-from vaultserver.services.library import MASTER_PLAYLIST
+from vaultserver.services.items import MASTER_PLAYLIST
 
 PLACEHOLDER = "<id>"
 

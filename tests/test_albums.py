@@ -13,7 +13,7 @@ import pytest
 from tests.support import AppClient, InProcessApp
 from vaultserver.db.models import AlbumItem, Favorite, new_id
 from vaultserver.services.events import ALBUM_CHANGED
-from vaultserver.services.sessions import Principal
+from vaultserver.services.principal import Principal
 
 ALBUM_FIELDS = {"id", "name", "owner", "is_owner", "item_count", "cover_id", "shared_with", "created_at",
                 "updated_at"}

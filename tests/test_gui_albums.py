@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is a dependency: `make test` installs it")
 
 from tests.conftest import VIEWER  # noqa: E402
-from vaultserver.services.sessions import Principal  # noqa: E402
+from vaultserver.services.principal import Principal  # noqa: E402
 
 
 def test_library_tab_shows_one_albums_items_when_that_album_is_chosen(qtbot, controller, window, services,

@@ -11,7 +11,7 @@ from PySide6.QtGui import QGuiApplication  # noqa: E402
 
 from gui.tabs.workers import AddWorkerDialog  # noqa: E402
 from vaultserver.join_string import JoinString  # noqa: E402
-from vaultserver.services.sessions import AuthError  # noqa: E402
+from vaultserver.services.principal import AuthError  # noqa: E402
 
 
 def test_adding_a_worker_shows_its_join_string_to_copy(qtbot, window, services):

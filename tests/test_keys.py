@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from vaultserver.crypto import envelope
-from vaultserver.services.library import IMAGE_FILE
+from vaultserver.services.items import IMAGE_FILE
 
 
 @pytest.fixture

@@ -23,8 +23,9 @@ from vaultserver.errors import NotFoundError
 from vaultserver.pipeline import Pipeline
 from vaultserver.services import Services, open_services
 from vaultserver.services import media as media_module
-from vaultserver.services.library import IMAGE_FILE, THUMB_FILE, MediaItem
-from vaultserver.services.sessions import AuthError, Principal, load_signing_secret
+from vaultserver.services.items import IMAGE_FILE, THUMB_FILE, MediaItem
+from vaultserver.services.principal import AuthError, Principal
+from vaultserver.services.sessions import load_signing_secret
 
 LOOPBACK = {"client": ("127.0.0.1", 50000)}
 BAD_IDS = ["../../etc/passwd", "..", "0" * 500, "ABCDEF0123456789ABCDEF0123456789", "aa/../../x", "\x00",

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from vaultserver.pipeline import images
-from vaultserver.services.library import IMAGE_FILE, THUMB_FILE
+from vaultserver.services.items import IMAGE_FILE, THUMB_FILE
 
 
 def ingest(media, imports, run_pipeline, services, source, name=None):

@@ -8,7 +8,7 @@ import pytest
 from vaultserver.db.models import new_id
 from vaultserver.pipeline import Pipeline
 from vaultserver.pipeline.watcher import ImportWatcher
-from vaultserver.services.library import StagedItem
+from vaultserver.services.items import StagedItem
 
 
 def queue_everything_in(services, folder) -> int:

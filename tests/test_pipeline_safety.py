@@ -17,7 +17,7 @@ from tests.support import plaintext_findings
 from vaultserver.pipeline import Pipeline
 from vaultserver.pipeline.local_worker import ConversionFailed, ProcessConverter
 from vaultserver.services import open_services
-from vaultserver.services.library import ORIGINAL_FILE
+from vaultserver.services.items import ORIGINAL_FILE
 
 
 def failed_files(services) -> dict[str, dict]:

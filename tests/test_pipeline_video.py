@@ -10,7 +10,7 @@ from PIL import Image
 from tests.support import play_hls
 from vaultserver import hls
 from vaultserver.pipeline.transcode import plan_ladder
-from vaultserver.services.library import HLS_DIR, MASTER_PLAYLIST, POSTER_FILE, PREVIEW_FILE, THUMB_FILE
+from vaultserver.services.items import HLS_DIR, MASTER_PLAYLIST, POSTER_FILE, PREVIEW_FILE, THUMB_FILE
 
 pytestmark = pytest.mark.slow
 

@@ -34,7 +34,7 @@ from vaultserver.crypto.tls import ensure_certificate
 from vaultserver.errors import IntegrityError, ValidationError
 from vaultserver.pipeline import Pipeline
 from vaultserver.services import Services, open_services
-from vaultserver.services.library import HLS_DIR, POSTER_FILE, THUMB_FILE
+from vaultserver.services.items import HLS_DIR, POSTER_FILE, THUMB_FILE
 from vaultserver.services.library_check import check_item, check_items
 
 

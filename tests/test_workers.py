@@ -26,7 +26,7 @@ from vaultserver.errors import NotFoundError, ValidationError
 from vaultserver.join_string import PREFIX, JoinString, ca_pin
 from vaultserver.remote.pinned import PinMismatch, pinned_client, pinned_context
 from vaultserver.services import Services, open_services
-from vaultserver.services.sessions import AuthError
+from vaultserver.services.principal import AuthError
 from vaultserver.services.workers import served_ca_pem, server_url
 
 URL, PIN = "https://192.168.1.10:1027/", "ab" * 32

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from vaultserver.runtime import VaultRuntime
     from vaultserver.services import Services
-    from vaultserver.services.library import MediaItem
+    from vaultserver.services.items import MediaItem
 
 log = logging.getLogger(__name__)
 

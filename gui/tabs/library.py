@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 from gui.controller import VaultController
 from gui.tabs import ACTOR, Tab, confirm, size, when
 from vaultserver.services.albums import AlbumView
-from vaultserver.services.library import MediaItem, Page
+from vaultserver.services.items import MediaItem, Page
 
 PAGE = 200
 THUMB = 120

@@ -6,7 +6,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from gui.controller import VaultController
 from gui.tabs import Tab, fill_table, make_table, selected_key, when
-from vaultserver.services.sessions import SessionView
+from vaultserver.services.principal import SessionView
 
 
 class SessionsTab(Tab):

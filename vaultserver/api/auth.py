@@ -20,7 +20,8 @@ from vaultserver.api.context import (
     text_field,
 )
 from vaultserver.errors import VaultError
-from vaultserver.services.sessions import ACCESS_TTL, REFRESH_TTL, AuthError, Principal, Tokens
+from vaultserver.services.principal import AuthError, Principal, Tokens
+from vaultserver.services.sessions import ACCESS_TTL, REFRESH_TTL
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 

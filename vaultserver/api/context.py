@@ -19,7 +19,7 @@ from quart import current_app, g, request
 
 from vaultserver.errors import ValidationError, VaultError
 from vaultserver.services import Services
-from vaultserver.services.sessions import AuthError, Principal
+from vaultserver.services.principal import AuthError, Principal
 
 ACCESS_COOKIE, REFRESH_COOKIE = "vault_access", "vault_refresh"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}

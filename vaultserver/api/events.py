@@ -28,7 +28,7 @@ from vaultserver.api.context import principal, run, services
 from vaultserver.services import Services
 from vaultserver.services.events import SESSION_ENDED, Event, Subscription
 from vaultserver.services.media import MediaService
-from vaultserver.services.sessions import AuthError, Principal
+from vaultserver.services.principal import AuthError, Principal
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from quart import Blueprint, Response, g, jsonify, request
 from vaultserver.api.context import client_ip, json_body, require_auth, run, services, text_field
 from vaultserver.services import Services
 from vaultserver.services.audit import AuditEvent
-from vaultserver.services.sessions import AuthError
+from vaultserver.services.principal import AuthError
 from vaultserver.services.workers import WorkerView, served_ca_pem
 
 bp = Blueprint("workers", __name__)

@@ -32,8 +32,7 @@ from vaultserver.hls import KEY_SCHEME, Variant, master_playlist, peak_bandwidth
 from vaultserver.pipeline import images, previews
 from vaultserver.pipeline.probe import ProbeResult, probe
 from vaultserver.pipeline.transcode import AUDIO_BITRATE, Rung, plan_ladder, transcode
-from vaultserver.services.keys import NewDataKey
-from vaultserver.services.library import (
+from vaultserver.services.items import (
     HLS_DIR,
     IMAGE_FILE,
     MASTER_PLAYLIST,
@@ -43,6 +42,7 @@ from vaultserver.services.library import (
     THUMB_FILE,
     StagedItem,
 )
+from vaultserver.services.keys import NewDataKey
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from vaultserver.pipeline.convert import (
     sha256_of,
 )
 from vaultserver.pipeline.diskspace import is_disk_full
-from vaultserver.services.library import StagedItem
+from vaultserver.services.items import StagedItem
 
 log = logging.getLogger(__name__)
 

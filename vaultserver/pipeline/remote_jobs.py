@@ -31,8 +31,7 @@ from vaultserver.pipeline.convert import Assignment, ConvertedItem, WireError
 from vaultserver.pipeline.diskspace import DiskRoom
 from vaultserver.pipeline.outcomes import Outcomes, lease_of
 from vaultserver.services import Services
-from vaultserver.services.jobs import JobView, Lease, LeaseLost
-from vaultserver.services.library import (
+from vaultserver.services.items import (
     HLS_DIR,
     IMAGE_FILE,
     MASTER_PLAYLIST,
@@ -40,8 +39,9 @@ from vaultserver.services.library import (
     POSTER_FILE,
     PREVIEW_FILE,
     THUMB_FILE,
-    DuplicateContent,
 )
+from vaultserver.services.jobs import JobView, Lease, LeaseLost
+from vaultserver.services.library import DuplicateContent
 from vaultserver.services.library_check import check_staged
 from vaultserver.services.queue import REMOTE_OWNER_PREFIX
 

@@ -22,8 +22,9 @@ from vaultserver.services.item_events import ItemEvents
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
 from vaultserver.services.media import MediaService
+from vaultserver.services.principal import Principal
 from vaultserver.services.queue import REMOTE_OWNER_PREFIX, QueueService
-from vaultserver.services.sessions import Principal, SessionService, load_signing_secret
+from vaultserver.services.sessions import SessionService, load_signing_secret
 from vaultserver.services.settings import SettingsService
 from vaultserver.services.users import UserService, UserView
 from vaultserver.services.workers import NewWorker, WorkerService, served_ca_pem, server_url

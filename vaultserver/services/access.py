@@ -13,7 +13,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from vaultserver.db import Database
 from vaultserver.db.models import AlbumItem, AlbumShare, MediaFile
-from vaultserver.services.sessions import Principal
+from vaultserver.services.principal import Principal
 
 GUEST = "guest"
 

@@ -27,7 +27,7 @@ from vaultserver.errors import NotFoundError, ValidationError, VaultError
 from vaultserver.services.access import GUEST, visible
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.events import ALBUM_CHANGED, Event, EventHub
-from vaultserver.services.sessions import Principal
+from vaultserver.services.principal import Principal
 
 NAME_LIMIT = 200
 MAX_ITEMS_PER_CALL = 1000  # a multi-selection in the grid; more is a script, which can call again

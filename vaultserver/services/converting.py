@@ -30,8 +30,8 @@ from vaultserver.config import AppPaths
 from vaultserver.db import Database
 from vaultserver.db.models import MediaFile, PlaybackPosition, ProcessingJob
 from vaultserver.services.item_events import ItemEvents
+from vaultserver.services.items import MediaItem
 from vaultserver.services.keys import KeyService, NewDataKey
-from vaultserver.services.library import MediaItem
 from vaultserver.services.queue import QueueService
 
 log = logging.getLogger(__name__)

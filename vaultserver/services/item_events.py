@@ -20,7 +20,7 @@ from vaultserver.services.events import ITEM_ADDED, ITEM_CONVERTING, ITEM_DELETE
 
 if TYPE_CHECKING:
     from vaultserver.services.access import AccessRule
-    from vaultserver.services.library import MediaItem
+    from vaultserver.services.items import MediaItem
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,6 @@ import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +34,17 @@ from vaultserver.services.albums import items_of
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.favorites import favorites_of
 from vaultserver.services.item_events import ItemEvents
+from vaultserver.services.items import (
+    HLS_DIR,
+    IMAGE_FILE,
+    MASTER_PLAYLIST,
+    MediaItem,
+    Page,
+    StagedItem,
+    Usage,
+)
 from vaultserver.services.jobs import Lease
-from vaultserver.services.keys import KeyService, NewDataKey
+from vaultserver.services.keys import KeyService
 from vaultserver.services.queue import QueueService
 
 log = logging.getLogger(__name__)
@@ -46,106 +53,15 @@ ITEM_CACHE = 10_000
 SORTABLE = {"created_at", "taken_at", "original_name", "size", "duration"}
 MAX_PAGE = 1_000_000  # far past any home library; far beyond it the offset overflows SQL integers
 
-# What an item's folder holds. All but the HLS segments are in the at-rest container format.
-IMAGE_FILE = "image.vlt"  # the WebP served for a photo
-THUMB_FILE = "thumb.vlt"  # 300 px WebP (photo) or 320 px animated WebP (video)
-PREVIEW_FILE = "preview.vlt"  # a video's scene preview, animated WebP
-POSTER_FILE = "poster.vlt"  # a video's still frame, WebP
-ORIGINAL_FILE = "original.vlt"  # the untouched original, when the owner keeps originals
-MASTER_PLAYLIST = "master.m3u8.vlt"
-HLS_DIR = "hls"  # hls/<rung>/index.m3u8.vlt and hls/<rung>/seg_NNNNN.ts (AES-128, by ffmpeg)
 _SEALED_NAME = re.compile(r"^(?:(?:image|thumb|preview|poster|original)\.vlt|master\.m3u8\.vlt"
                           r"|hls/[0-9]{2,4}p/index\.m3u8\.vlt)$")
 _SEGMENT_NAME = re.compile(r"^[0-9]{2,4}p/seg_[0-9]{5}\.ts$")
-
-
-@dataclass(frozen=True)
-class MediaItem:
-    """A library item as every front end sees it."""
-
-    id: str
-    type: str
-    original_name: str
-    sha256: str
-    width: int
-    height: int
-    duration: float | None
-    size: int
-    stored_size: int
-    mime_type: str
-    source_format: str
-    animated: bool
-    taken_at: datetime | None
-    camera_make: str | None
-    camera_model: str | None
-    created_at: datetime
-    status: str
-    renditions: list[dict[str, Any]]
-    has_original: bool
-    progress: float = 1.0  # of a converting video's conversion (0..1); 1.0 once ready
-    favorite: bool = False  # marked by the person asking (MediaService fills it in per person)
-
-    @classmethod
-    def from_row(cls, row: MediaFile) -> MediaItem:
-        return cls(row.id, row.media_type, row.original_name, row.sha256, row.width, row.height,
-                   row.duration, row.size, row.stored_size, row.mime_type, row.source_format, row.animated,
-                   row.taken_at, row.camera_make, row.camera_model, row.created_at, row.status,
-                   list(row.renditions), row.has_original, 1.0 if row.status == "ready" else 0.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        for name in ("taken_at", "created_at"):
-            data[name] = data[name].isoformat() if data[name] else None
-        return data
-
-
-@dataclass(frozen=True)
-class StagedItem:
-    """A converted item sitting in its staging folder, with the keys that encrypted it. Built once, whole."""
-
-    media_id: str
-    staging_dir: Path
-    media_type: str
-    original_name: str
-    sha256: str
-    size: int  # of the original
-    mime_type: str
-    source_format: str
-    width: int
-    height: int
-    keys: tuple[NewDataKey, ...]
-    has_original: bool
-    duration: float | None = None  # videos only
-    animated: bool = False  # images only
-    taken_at: datetime | None = None
-    camera_make: str | None = None
-    camera_model: str | None = None
-    renditions: tuple[dict[str, Any], ...] = ()  # videos only
 
 
 class DuplicateContent(Exception):
     def __init__(self, existing_id: str) -> None:
         super().__init__(existing_id)
         self.existing_id = existing_id
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[MediaItem]
-    total: int
-    page: int
-    limit: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.limit))
-
-
-@dataclass(frozen=True)
-class Usage:
-    items: int
-    stored_bytes: int  # the encrypted library as stored
-    free_bytes: int  # left on the disk that holds it
 
 
 def _tree_size(path: Path) -> int:

@@ -27,8 +27,7 @@ from vaultserver import hls
 from vaultserver.crypto.container import SealedFile
 from vaultserver.errors import VaultError
 from vaultserver.progress import Progress, ProgressListener, ignore_progress
-from vaultserver.services.keys import KeyService
-from vaultserver.services.library import (
+from vaultserver.services.items import (
     HLS_DIR,
     IMAGE_FILE,
     MASTER_PLAYLIST,
@@ -39,6 +38,7 @@ from vaultserver.services.library import (
     MediaItem,
     StagedItem,
 )
+from vaultserver.services.keys import KeyService
 
 TS_PACKET = 188
 TS_SYNC = 0x47

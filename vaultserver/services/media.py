@@ -31,19 +31,19 @@ from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.converting import CONVERTING, ConvertingItems
 from vaultserver.services.events import Event
 from vaultserver.services.favorites import FavoriteService
-from vaultserver.services.keys import KeyService
-from vaultserver.services.library import (
+from vaultserver.services.items import (
     HLS_DIR,
     IMAGE_FILE,
     MASTER_PLAYLIST,
     POSTER_FILE,
     PREVIEW_FILE,
     THUMB_FILE,
-    LibraryService,
     MediaItem,
     Page,
 )
-from vaultserver.services.sessions import Principal
+from vaultserver.services.keys import KeyService
+from vaultserver.services.library import LibraryService
+from vaultserver.services.principal import Principal
 
 _RUNG = re.compile(r"[0-9]{2,4}p")
 _SEGMENT = re.compile(r"seg_[0-9]{5}\.ts")

@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +34,7 @@ from vaultserver.db.models import DeviceSession, RetiredRefreshToken, User, utcn
 from vaultserver.errors import VaultError
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.events import SESSION_ENDED, Event, EventHub
+from vaultserver.services.principal import Principal, SessionView, Tokens, auth_error
 from vaultserver.services.settings import SettingsService
 from vaultserver.services.users import UserView
 
@@ -45,58 +45,6 @@ REFRESH_TTL = timedelta(days=7)
 ACTIVITY_WRITE_INTERVAL = 60.0
 VERIFIED_TOKENS = 4096  # access tokens whose signature was already checked (a player sends one repeatedly)
 ALGORITHM = "HS256"
-
-
-class AuthError(VaultError):
-    status = 401
-
-
-def _auth(code: str, message: str) -> AuthError:
-    return AuthError(message, code=code)
-
-
-@dataclass(frozen=True)
-class Tokens:
-    access_token: str
-    refresh_token: str
-    expires_in: int
-    session_id: str
-    token_type: str = "Bearer"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is making this request: the checked result of a valid token and a live session."""
-
-    user_id: str
-    username: str
-    role: str
-    session_id: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-
-@dataclass(frozen=True)
-class SessionView:
-    id: str
-    user_id: str
-    username: str
-    device_name: str
-    device_type: str
-    ip_address: str
-    user_agent: str
-    created_at: datetime
-    last_activity_at: datetime
-    expires_at: datetime
-    revoked_at: datetime | None
-    revoked_reason: str | None
-
-    def to_dict(self, current_session: str | None = None) -> dict[str, Any]:
-        data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
-        data["current"] = self.id == current_session
-        return data
 
 
 # Built once: constructing the statement cost more than running it (this runs for every request).
@@ -192,9 +140,9 @@ class SessionService:
             return jwt.decode(token, self._secret, algorithms=[ALGORITHM],
                               options={"require": ["exp", "sid", "sub"]}, leeway=0, verify=True)
         except jwt.ExpiredSignatureError:
-            raise _auth("AUTH_003", "The access token has expired") from None
+            raise auth_error("AUTH_003", "The access token has expired") from None
         except jwt.PyJWTError:
-            raise _auth("AUTH_002", "The access token is invalid") from None
+            raise auth_error("AUTH_002", "The access token is invalid") from None
 
     # --- life cycle ----------------------------------------------------------------------------------
 
@@ -257,7 +205,7 @@ class SessionService:
         if retired is not None:
             self._end_for_reuse(retired, ip)
         if row is None:
-            raise _auth("AUTH_002", "The refresh token is not valid")
+            raise auth_error("AUTH_002", "The refresh token is not valid")
         self._check_live(row, now, account_expires)
         refresh = secrets.token_urlsafe(48)
         with self._db.session() as session:
@@ -271,13 +219,13 @@ class SessionService:
             if rotated:
                 user = session.get(User, row.user_id)
                 if user is None or not user.is_active:
-                    raise _auth("AUTH_004", "This account is disabled")  # and the swap rolls back
+                    raise auth_error("AUTH_004", "This account is disabled")  # and the swap rolls back
                 session.add(RetiredRefreshToken(token_hash=digest, session_id=row.id, retired_at=now))
                 _forget_ended_chains(session, now)
                 access = self._access_token(user, row.id)
         if not rotated:
             self._end_for_reuse(row.id, ip)
-            raise _auth("AUTH_002", "The refresh token is not valid")
+            raise auth_error("AUTH_002", "The refresh token is not valid")
         self._audit.record(AuditEvent("refresh", user_id=row.user_id, session_id=row.id, ip_address=ip))
         return Tokens(access, refresh, int(ACCESS_TTL.total_seconds()), row.id)
 
@@ -311,7 +259,7 @@ class SessionService:
             self._audit.record(AuditEvent("session_ended", user_id=row.user_id, session_id=row.id,
                                           details={"reason": reason}))
             self._ended(row.id, reason)
-        raise _auth("AUTH_004", message)
+        raise auth_error("AUTH_004", message)
 
     def _why_over(self, row: _SessionTimes, now: datetime,
                   account_expires: datetime | None) -> tuple[str, str] | None:
@@ -341,10 +289,10 @@ class SessionService:
         with self._db.engine.connect() as connection:
             row = connection.execute(_LIVE_SESSION, {"sid": session_id, "sub": user_id}).first()
         if row is None:
-            raise _auth("AUTH_004", "This session no longer exists")
+            raise auth_error("AUTH_004", "This session no longer exists")
         self._check_live(row, now, row.account_expires_at)
         if not row.is_active:
-            raise _auth("AUTH_004", "This account is disabled")
+            raise auth_error("AUTH_004", "This account is disabled")
         if touch and self._due_activity_write(row.id):
             with self._db.session() as session:
                 live = session.get(DeviceSession, row.id)

@@ -38,7 +38,7 @@ from vaultserver.db.models import Worker, utcnow
 from vaultserver.errors import NotFoundError, ValidationError
 from vaultserver.join_string import JoinString
 from vaultserver.services.audit import AuditEvent, AuditService
-from vaultserver.services.sessions import AuthError
+from vaultserver.services.principal import AuthError
 
 log = logging.getLogger(__name__)
 
