@@ -22,6 +22,7 @@ from tests.test_browser import (  # noqa: F401
     browser,
     landscape,
     open_page,
+    shoot,
     sign_in,
     wait_js,
 )
@@ -65,7 +66,8 @@ def signed_in_as(page, name: str, password: str, tiles: int) -> None:
         page.wait_for_selector(f".tile[data-id] >> nth={tiles - 1}")
 
 
-def test_a_member_shares_an_album_with_a_guest_and_open_pages_follow_the_library(browser, family, media):  # noqa: F811
+def test_a_member_shares_an_album_with_a_guest_and_open_pages_follow_the_library(browser, family, media,  # noqa: F811
+                                                                                  tmp_path):
     vault, root, imports = family
     sunset, beach, lake = (vault.item(name) for name in ("sunset.jpg", "beach.jpg", "lake.jpg"))
     member, member_problems = open_page(browser, vault, expected_statuses={400})  # a weak new password
@@ -121,6 +123,7 @@ def test_a_member_shares_an_album_with_a_guest_and_open_pages_follow_the_library
     member.click("#album-share")
     dialog.wait_for()
     assert_accessible(member, "share dialog")
+    shoot(member, "album-share.png", tmp_path)
     dialog.get_by_role("checkbox", name=GUEST).check()
     wait_js(member, "document.querySelector('dialog .dialog-status').textContent.includes('Shared with')")
     dialog.get_by_role("button", name="Done").click()
@@ -138,6 +141,7 @@ def test_a_member_shares_an_album_with_a_guest_and_open_pages_follow_the_library
     assert guest.locator(".album-card .album-name").all_inner_texts() == ["Holiday"]
     assert guest.locator("#album-new").is_hidden()
     assert_accessible(guest, "albums view, guest on a phone")
+    shoot(guest, "guest-phone.png", tmp_path)
     guest.click(".album-card a")
     wait_js(guest, f"JSON.stringify({TILES}.sort()) === '[\"beach.jpg\",\"sunset.jpg\"]'")
     assert guest.locator("#album-tools").is_hidden()
