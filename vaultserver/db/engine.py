@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration's revision. Revisions are named by the number their file starts with; a test checks
 # this against alembic's own idea of the head, so a new migration cannot forget it.
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 # SQLite's primary result codes for a file that is not (or no longer) a sound database.
 SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
 

@@ -37,6 +37,9 @@ class User(SQLModel, table=True):
     role: str = Field(default="member", max_length=16)  # "admin" | "member" | "guest"
     is_active: bool = True
     expires_at: datetime | None = None  # a non-admin account's last moment: no sign-in, no session after
+    # What an admin may take away from one account (a guest never uploads, whatever these say).
+    can_upload: bool = True
+    can_download: bool = True
     failed_attempts: int = 0
     locked_until: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -104,6 +107,9 @@ class MediaFile(SQLModel, table=True):
     status: str = Field(default="ready", index=True, max_length=16)
     renditions: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     has_original: bool = False
+    # The account that sent it from a browser (None: dropped into the import folder). Not a foreign key: the
+    # record stays when the account goes, as the audit log keeps names.
+    uploaded_by: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -176,6 +182,7 @@ class ProcessingJob(SQLModel, table=True):
     lease_owner: str | None = Field(default=None, max_length=128)
     lease_token: str | None = Field(default=None, max_length=64)
     lease_expires_at: datetime | None = None
+    uploaded_by: str | None = Field(default=None, max_length=32)  # the account whose upload this file is
 
 
 class PlaybackPosition(SQLModel, table=True):
@@ -260,3 +267,22 @@ class Favorite(SQLModel, table=True):
     media_id: str = Field(foreign_key="media_files.id", ondelete="CASCADE", primary_key=True, index=True,
                           max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Upload(SQLModel, table=True):
+    """A resumable upload (tus) from one account's browser: its bytes so far live in private/uploads/<id>.
+
+    Once whole, the file is handed to the conversion queue like a dropped one (`job_id`); the row stays so
+    the browser can ask how it ended. Silent for 24 h before that: swept with its bytes.
+    """
+
+    __tablename__ = "uploads"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    user_id: str = Field(foreign_key="users.id", ondelete="CASCADE", index=True, max_length=32)
+    filename: str = Field(max_length=255)  # a display name only: path parts and control characters stripped
+    length: int
+    offset: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)  # the last byte received
+    job_id: str | None = Field(default=None, max_length=32)
