@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 ITEM_CACHE = 10_000
 SORTABLE = {"created_at", "taken_at", "original_name", "size", "duration"}
 _MEDIA: Table = SQLModel.metadata.tables["media_files"]  # pages are read as rows, without the ORM
+_ITEM_COLUMNS = [column for column in _MEDIA.c if column.name != "updated_at"]  # what a MediaItem holds
 MAX_PAGE = 1_000_000  # far past any home library; far beyond it the offset overflows SQL integers
 
 _SEALED_NAME = re.compile(r"^(?:(?:image|thumb|preview|poster|original)\.vlt|master\.m3u8\.vlt"
@@ -273,9 +274,9 @@ class LibraryService:
             # SQLite looks a set of ids up one by one and sorts what it found: sorting only the ids, then
             # reading just the page's rows, carries far less through the sort than whole rows.
             ids = select(_MEDIA.c.id).where(*filters).order_by(*ordering).offset(start).limit(limit)
-            rows = _MEDIA.select().where(_MEDIA.c.id.in_(ids)).order_by(*ordering)
+            rows = select(*_ITEM_COLUMNS).where(_MEDIA.c.id.in_(ids)).order_by(*ordering)
         else:
-            rows = _MEDIA.select().where(*filters).order_by(*ordering).offset(start).limit(limit)
+            rows = select(*_ITEM_COLUMNS).where(*filters).order_by(*ordering).offset(start).limit(limit)
         with self._db.engine.connect() as connection:  # rows, not ORM objects: a page is read, never changed
             total = connection.execute(count).scalar_one()
             items = [MediaItem.from_mapping(row) for row in connection.execute(rows).mappings()]
