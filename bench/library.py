@@ -112,9 +112,11 @@ def query_plans(database: Path, guest_id: str) -> dict[str, list[str]]:
     """SQLite's plan for the guest's page and count, as `EXPLAIN QUERY PLAN` gives it."""
     shared = ("SELECT album_items.media_id FROM album_items JOIN album_shares "
               "ON album_shares.album_id = album_items.album_id WHERE album_shares.user_id = ?")
-    page = (f"SELECT * FROM media_files WHERE media_files.id IN ({shared}) "
-            "ORDER BY coalesce(taken_at, created_at) DESC, id DESC LIMIT 50 OFFSET 950")
-    count = f"SELECT count(*) FROM media_files WHERE media_files.id IN ({shared})"
+    key = "coalesce(taken_at, created_at) DESC, id DESC"
+    page = (f"SELECT * FROM media_files WHERE id IN (SELECT id FROM media_files WHERE id IN ({shared}) "
+            f"ORDER BY {key} LIMIT 50 OFFSET 950) ORDER BY {key}")
+    count = ("SELECT count(DISTINCT album_items.media_id) FROM album_items JOIN album_shares "
+             "ON album_shares.album_id = album_items.album_id WHERE album_shares.user_id = ?")
     with sqlite3.connect(database) as db:
         return {name: [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", (guest_id,))]
                 for name, sql in (("page", page), ("count", count))}

@@ -8,7 +8,7 @@ caller for media routes: an item a person may not see is answered like one that 
 from __future__ import annotations
 
 from sqlalchemy import ColumnElement, exists
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from vaultserver.db import Database
@@ -30,6 +30,17 @@ def visible(who: Principal) -> ColumnElement[bool] | None:
     if who.role != GUEST:
         return None
     return col(MediaFile.id).in_(shared_with(who.user_id))
+
+
+def visible_total(who: Principal) -> SelectOfScalar[int] | None:
+    """How many items `visible(who)` lets through, counted from the shares alone (an item in two shared
+    albums once): every album item is a library row (the schema's cascade), so this is the filtered
+    library's count without looking up each row. None when `who` sees everything."""
+    if who.role != GUEST:
+        return None
+    return (select(func.count(func.distinct(col(AlbumItem.media_id))))
+            .join(AlbumShare, col(AlbumShare.album_id) == col(AlbumItem.album_id))
+            .where(col(AlbumShare.user_id) == who.user_id))
 
 
 class AccessRule:

@@ -6,6 +6,7 @@ conversion and the backup all pass these values around without needing the libra
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +57,15 @@ class MediaItem:
                    row.duration, row.size, row.stored_size, row.mime_type, row.source_format, row.animated,
                    row.taken_at, row.camera_make, row.camera_model, row.created_at, row.status,
                    list(row.renditions), row.has_original, 1.0 if row.status == "ready" else 0.0)
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[Any, Any]) -> MediaItem:
+        """From a `media_files` row read without the ORM (a page of the library: no objects to build)."""
+        return cls(row["id"], row["media_type"], row["original_name"], row["sha256"], row["width"],
+                   row["height"], row["duration"], row["size"], row["stored_size"], row["mime_type"],
+                   row["source_format"], row["animated"], row["taken_at"], row["camera_make"],
+                   row["camera_model"], row["created_at"], row["status"], list(row["renditions"]),
+                   row["has_original"], 1.0 if row["status"] == "ready" else 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)

@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, asc, desc
+from sqlalchemy import ColumnElement, Table, asc, desc
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
-from sqlmodel import col, func, select
+from sqlmodel import SQLModel, col, func, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from vaultserver import hls
 from vaultserver.config import AppPaths
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 
 ITEM_CACHE = 10_000
 SORTABLE = {"created_at", "taken_at", "original_name", "size", "duration"}
+_MEDIA: Table = SQLModel.metadata.tables["media_files"]  # pages are read as rows, without the ORM
+_ITEM_COLUMNS = [column for column in _MEDIA.c if column.name != "updated_at"]  # what a MediaItem holds
 MAX_PAGE = 1_000_000  # far past any home library; far beyond it the offset overflows SQL integers
 
 _SEALED_NAME = re.compile(r"^(?:(?:image|thumb|preview|poster|original)\.vlt|master\.m3u8\.vlt"
@@ -237,8 +240,10 @@ class LibraryService:
 
     def list(self, *, media_type: str | None = None, q: str | None = None, sort: str = "created_at",
              order: str = "desc", page: int = 1, limit: int = 50, album: str | None = None,
-             favorite_of: str | None = None, visible: ColumnElement[bool] | None = None) -> Page:
-        """A page of items; `visible`: the access rule's filter for the person asking (None: everything);
+             favorite_of: str | None = None, visible: ColumnElement[bool] | None = None,
+             visible_total: SelectOfScalar[int] | None = None) -> Page:
+        """A page of items; `visible`: the access rule's filter for the person asking (None: everything),
+        `visible_total`: how many items it lets through, counted the cheap way (`access.visible_total`);
         `album`: that album's items only; `favorite_of`: only the items this account has marked."""
         if media_type not in (None, "", "all", "image", "video"):
             raise ValidationError("type must be image, video or all", details={"type": media_type})
@@ -249,23 +254,33 @@ class LibraryService:
                                            "limit": "1..500", "page": f"1..{MAX_PAGE}"})
         filters: builtins.list[ColumnElement[bool]] = [] if visible is None else [visible]
         if media_type in ("image", "video"):
-            filters.append(col(MediaFile.media_type) == media_type)
+            filters.append(_MEDIA.c.media_type == media_type)
         if q:
-            filters.append(col(MediaFile.original_name).icontains(q))
+            filters.append(_MEDIA.c.original_name.icontains(q))
         if album:
-            filters.append(col(MediaFile.id).in_(items_of(album)))
+            filters.append(_MEDIA.c.id.in_(items_of(album)))
         if favorite_of:
-            filters.append(col(MediaFile.id).in_(favorites_of(favorite_of)))
-        column: ColumnElement[Any] = getattr(MediaFile, sort).expression
+            filters.append(_MEDIA.c.id.in_(favorites_of(favorite_of)))
+        column: ColumnElement[Any] = _MEDIA.c[sort]
         if sort == "taken_at":  # undated items sort by when they were added (an indexed expression)
-            column = func.coalesce(col(MediaFile.taken_at), col(MediaFile.created_at))
+            column = func.coalesce(_MEDIA.c.taken_at, _MEDIA.c.created_at)
         direction = desc if order == "desc" else asc
-        with self._db.session() as session:
-            total = session.exec(select(func.count()).select_from(MediaFile).where(*filters)).one()
-            rows = session.exec(select(MediaFile).where(*filters)
-                                .order_by(direction(column), direction(col(MediaFile.id)))
-                                .offset((page - 1) * limit).limit(limit)).all()
-        return Page([MediaItem.from_row(r) for r in rows], total, page, limit)
+        ordering = (direction(column), direction(_MEDIA.c.id))
+        start = (page - 1) * limit
+        count = select(func.count()).select_from(_MEDIA).where(*filters)
+        if visible is not None and visible_total is not None and len(filters) == 1:  # the rule alone
+            count = visible_total
+        if visible is not None or album or favorite_of:
+            # SQLite looks a set of ids up one by one and sorts what it found: sorting only the ids, then
+            # reading just the page's rows, carries far less through the sort than whole rows.
+            ids = select(_MEDIA.c.id).where(*filters).order_by(*ordering).offset(start).limit(limit)
+            rows = select(*_ITEM_COLUMNS).where(_MEDIA.c.id.in_(ids)).order_by(*ordering)
+        else:
+            rows = select(*_ITEM_COLUMNS).where(*filters).order_by(*ordering).offset(start).limit(limit)
+        with self._db.engine.connect() as connection:  # rows, not ORM objects: a page is read, never changed
+            total = connection.execute(count).scalar_one()
+            items = [MediaItem.from_mapping(row) for row in connection.execute(rows).mappings()]
+        return Page(items, total, page, limit)
 
     def usage(self) -> Usage:
         with self._db.session() as session:

@@ -25,7 +25,7 @@ from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile, unseal
 from vaultserver.db.models import is_id
 from vaultserver.errors import NotFoundError
-from vaultserver.services.access import GUEST, AccessRule, visible
+from vaultserver.services.access import GUEST, AccessRule, visible, visible_total
 from vaultserver.services.albums import AlbumService
 from vaultserver.services.audit import AuditEvent, AuditService
 from vaultserver.services.converting import CONVERTING, ConvertingItems
@@ -154,7 +154,7 @@ class MediaService:
             self._albums.check_visible(who, album)
         found = self._library.list(media_type=media_type, q=q, sort=sort, order=order, page=page, limit=limit,
                                    album=album, favorite_of=who.user_id if favorite else None,
-                                   visible=visible(who))
+                                   visible=visible(who), visible_total=visible_total(who))
         return replace(found, items=self._personal(who, found.items, all_marked=favorite))
 
     def details(self, who: Principal, media_id: str) -> tuple[MediaItem, float]:
