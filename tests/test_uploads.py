@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from tests.conftest import OWNER, OWNER_PASSWORD, PASSWORD, VIEWER, VIEWER_PASSWORD, wait_for
+from tests.conftest import OWNER, OWNER_PASSWORD, PASSWORD, VIEWER, VIEWER_PASSWORD, start_server, wait_for
 from tests.support import ApiClient, plaintext_findings
 from vaultserver.db.models import MediaFile, Upload, User, utcnow
 from vaultserver.services.uploads import display_name
@@ -199,6 +199,22 @@ def test_a_silent_upload_expires_and_is_swept(server, viewer, paths):
     assert server.services.uploads.sweep() == 1
     assert head(viewer, location).status == 404
     assert not (paths.private / "uploads" / upload_id).exists()
+
+
+def test_the_runtime_sweeps_expired_uploads_when_it_starts(paths, services):
+    user = services.users.create("sender", PASSWORD, "member")
+    row = Upload(user_id=user.id, filename="old.mp4", length=10, updated_at=utcnow() - timedelta(hours=30))
+    with services.db.session() as session:
+        session.add(row)
+    left = services.uploads.file_of(row.id)
+    left.write_bytes(b"12345")
+    runtime = start_server(paths, services)
+    try:
+        wait_for(lambda: not left.exists())
+        with services.db.session() as session:
+            assert session.get(Upload, row.id) is None
+    finally:
+        runtime.stop()
 
 
 def test_an_upload_is_its_uploaders_alone_and_guests_cannot_upload(server, viewer, make_client):
