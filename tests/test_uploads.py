@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import socket
 import ssl
 import time
@@ -108,6 +109,15 @@ def test_a_wrong_offset_is_refused_and_the_upload_goes_on_from_the_right_one(ser
     assert head(viewer, location).headers["Upload-Offset"] == "40"
     assert patch(viewer, location, 40, b"c" * 61).status == 413  # past the length
     assert patch(viewer, location, 40, b"c" * 30).headers["Upload-Offset"] == "70"
+
+
+def test_a_tail_lost_to_a_power_cut_is_sent_again(server, viewer):
+    location = create(viewer, 100).headers["Location"]
+    assert patch(viewer, location, 0, b"a" * 50).status == 204
+    os.truncate(server.services.uploads.file_of(location.rsplit("/", 1)[1]), 30)
+    assert patch(viewer, location, 50, b"b" * 50).status == 409
+    assert head(viewer, location).headers["Upload-Offset"] == "30"
+    assert patch(viewer, location, 30, b"c" * 70).headers["Upload-Offset"] == "100"
 
 
 def test_protocol_mistakes_are_answered_as_tus_says(server, viewer):

@@ -5,9 +5,10 @@ The HTTP side (`api/uploads.py`) speaks the protocol and streams bodies; this se
 upload's bytes so far live in `private/uploads/<id>` (0700, never served). The row's `offset` is the truth
 about how much of them counts: a body cut off mid-way records what reached the disk, and the next PATCH
 starts by cutting the file back to that offset (a tail written just before a crash was never confirmed to
-the client). Once whole, the file is fsynced and moved into the import folder's `Uploads/` and queued like a
-dropped file, with the uploader's id on the job, so it meets the same checks, quarantine and duplicate
-detection, and the original leaves the import folder once the item is committed. Uploads silent for
+the client), or by lowering the offset to the file's size if a power cut lost its end. Once whole, the file
+is fsynced, moved into the import folder's `Uploads/` and queued like a dropped file, with the uploader's id
+on the job, so it meets the same checks, quarantine and duplicate detection, and the original leaves the
+import folder once the item is committed. Uploads silent for
 `EXPIRE_AFTER` are swept with their bytes; finished rows are kept a while so a phone can ask how it ended.
 """
 
@@ -171,15 +172,17 @@ class UploadService:
         The file is cut back to the offset, dropping a tail no PATCH confirmed."""
         self.check_right(who)
         view = UploadView.from_row(self._own(who, upload_id))
+        path = self.file_of(upload_id)
+        if not path.exists():  # swept or lost underneath a live row: nothing can resume it
+            raise NotFoundError("No such upload", details={"id": upload_id})
+        if (size := path.stat().st_size) < view.offset:  # a tail lost to a power cut: resume before it
+            view = self.record_offset(who, upload_id, size)
         if offset != view.offset:
             raise VaultError("The upload is at another offset; ask for it with HEAD and resume from there",
                              code="VALIDATION_001", status=409, details={"offset": view.offset})
         if declared is not None and offset + declared > view.length:
             raise VaultError("The body goes past the upload's length", code="VALIDATION_001", status=413,
                              details={"length": view.length})
-        path = self.file_of(upload_id)
-        if not path.exists():  # swept or lost underneath a live row: nothing can resume it
-            raise NotFoundError("No such upload", details={"id": upload_id})
         if path.stat().st_size != offset:
             os.truncate(path, offset)
         return view
