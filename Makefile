@@ -19,11 +19,12 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
-bench: $(STAMP)  # conversion, backups, family evening, playable while converting (serve: next to nginx)
+bench: $(STAMP)  # conversion, backups, family evening, playable while converting, uploads (serve: next to nginx)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench backup
 	$(BIN)/python -m bench evening
 	$(BIN)/python -m bench playable
+	$(BIN)/python -m bench upload
 
 .PHONY: app
 app: $(STAMP)  # Vault.app on macOS, dist/Vault/ elsewhere (PyInstaller, build_app.spec), then its self-check

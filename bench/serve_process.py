@@ -63,6 +63,10 @@ class VaultServer:
             except (OSError, TypeError):
                 return
 
+    def rss(self) -> int:
+        """The server's resident memory now, in bytes."""
+        return self._status()["VmRSS"]
+
     def cpu(self) -> float:
         return cpu_seconds(self.proc.pid)
 
