@@ -211,7 +211,9 @@ REMUX_PIECE = 256 * 1024
 def _remux_command(binary: str, output: list[str]) -> list[str]:
     return [binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "mpegts",
             "-format_whitelist", "mpegts", "-protocol_whitelist", "pipe", "-i", "pipe:0",
-            "-map", "0", "-c", "copy", *output]
+            # Vault's AAC from ADTS to MP4 framing, asked for up front: an MP4 written to a pipe needs the
+            # audio's header before the first packet, too late for ffmpeg to add this filter by itself.
+            "-map", "0", "-c", "copy", "-bsf:a", "aac_adtstoasc", *output]
 
 
 class Remux:
@@ -266,7 +268,7 @@ class Remux:
         """Up to `size` bytes of the output as ffmpeg writes it (b"" at its end, or once stopped)."""
         stdout = self.proc.stdout
         assert stdout is not None  # only a run writing to pipe:1 is read
-        return stdout.read1(size)
+        return os.read(stdout.fileno(), size)
 
     def stop(self) -> None:
         """Kill the run now (from any thread); the feeding thread ends at its next write."""
