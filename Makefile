@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)  # conversion, backups, family evening, playable while converting (serve: next to nginx)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench backup
+	$(BIN)/python -m bench download
 	$(BIN)/python -m bench evening
 	$(BIN)/python -m bench playable
 
