@@ -186,3 +186,20 @@ def test_a_viewer_who_goes_away_mid_download_leaves_no_ffmpeg_running(served, li
     finally:
         released.set()
     wait_for(lambda: not [t for t in threading.enumerate() if t.name == "remux-feeder"], timeout=15)
+
+
+def test_a_video_still_converting_is_refused_with_a_clear_reason(services, make_app_client, make_user, media,
+                                                                 imports):
+    from tests.test_hardening_queue import queue_one
+    from tests.test_playable_early import list_as_planned
+
+    media.copy_into(media.video(seconds=2), imports, "soon.mp4")
+    job_id = queue_one(services, imports)
+    job = services.queue.claim(owner="remote:test")
+    list_as_planned(services, job_id, job.lease.token, "a" * 32)
+    account = make_user()
+    client = make_app_client()
+    assert client.login(account.username, account.password).status == 200
+    refused = client.request("GET", f"/api/media/{'a' * 32}/download")
+    assert refused.status == 400 and refused.code == "VALIDATION_001"
+    assert "still converting" in refused.json()["error"]["message"]
