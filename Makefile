@@ -19,9 +19,10 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
-bench: $(STAMP)  # conversion, backups, family evening, playable while converting, uploads (serve: next to nginx)
+bench: $(STAMP)  # conversion, backups, downloads, family evening, playable while converting, uploads (serve: next to nginx)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench backup
+	$(BIN)/python -m bench download
 	$(BIN)/python -m bench evening
 	$(BIN)/python -m bench playable
 	$(BIN)/python -m bench upload

@@ -1,5 +1,5 @@
-"""`python -m bench [--quick] [--keep] [ingest|serve|backup|evening|playable|library|upload|all]`: measure,
-print, save.
+"""`python -m bench [--quick] [--keep] [SUITE]`: measure, print, save. SUITE is one of ingest, serve, backup,
+evening, playable, library, upload, download or all.
 
 ingest (the default) measures conversion (bench/results/latest.json); serve measures HTTPS serving next to
 nginx (bench/serving.py, bench/results/serve.json); backup measures backups next to `cp -r` (bench/backup.py,
@@ -8,7 +8,8 @@ bench/results/backup.json); evening measures viewers and grid scrollers while a 
 its ladder costs next to plain ffmpeg (bench/playable.py, bench/results/playable.json); library measures the
 gallery's listing query for a guest in a 100,000-item library (bench/library.py, bench/results/library.json);
 upload measures a 2 GB tus upload over loopback HTTPS and the server's memory meanwhile (bench/upload.py,
-bench/results/upload.json); all runs every one.
+bench/results/upload.json); download measures a video downloaded as an MP4 over loopback HTTPS
+(bench/download.py, bench/results/download.json); all runs every one.
 """
 
 from __future__ import annotations
@@ -130,13 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help=f"keep the run folders in {WORK / 'runs'}")
     parser.add_argument("suite", nargs="?",
                         choices=["ingest", "serve", "backup", "evening", "playable", "library", "upload",
+                                 "download",
                                  "all"],
                         default="ingest",
                         help="ingest (default): conversion; serve: HTTPS serving next to nginx; backup: "
                              "backups next to cp -r; evening: viewers and grid scrollers while a video "
                              "converts; playable: drop to first 10 s playable, ladder cost, stream copy; "
                              "library: the gallery's listing query for a guest at 100k items; upload: a 2 GB "
-                             "tus upload's MB/s and the server's memory; all: every one")
+                             "tus upload's MB/s and the server's memory;"
+                             " download: a video downloaded as an MP4 over HTTPS; all: every one")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
                         help="serve: load generator (auto: wrk if installed, else the Python client)")
     parser.add_argument("--seconds", type=float, default=10.0, help="serve: length of each load run")
@@ -160,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
 
         library.main(args.quick, args.keep, _git_revision())
         if args.suite == "library":
+            return 0
+    if args.suite in ("download", "all"):
+        from bench import download
+
+        download.main(args.quick, args.keep, _git_revision())
+        if args.suite == "download":
             return 0
     if args.suite in ("playable", "all"):
         from bench import playable

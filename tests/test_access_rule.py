@@ -1,8 +1,6 @@
 """The one access rule, walked over every media route through the real app: a guest asking for an item no
 album shares with them gets exactly the answer a nonexistent id gets (404 MEDIA_001, same message, same
 details but for the id), and the same routes answer once an album holding the item is shared with them.
-
-There is no download route (`/api/media/{id}/download`) yet: when one comes, it joins `routes` below.
 """
 
 from __future__ import annotations
@@ -48,7 +46,8 @@ def routes(library, photo: str, video: str, key: str) -> list[tuple[str, str, di
             ("GET", f"/api/media/hls/{video}/{rung}/seg_00000.ts", None),
             ("GET", f"/api/media/keys/{key}", None),
             ("PUT", f"/api/media/{video}/position", {"position": 1.0}),
-            ("PUT", f"/api/media/{photo}/favorite", None), ("DELETE", f"/api/media/{photo}/favorite", None)]
+            ("PUT", f"/api/media/{photo}/favorite", None), ("DELETE", f"/api/media/{photo}/favorite", None),
+            ("GET", f"/api/media/{photo}/download", None), ("GET", f"/api/media/{video}/download", None)]
 
 
 def _answer(client: AppClient, method: str, path: str, body: dict | None, ids: list[str]) -> tuple[int, str]:

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -204,36 +204,140 @@ class Watchdog(threading.Thread):
                 return
 
 
+DOWNLOAD_LIMITS = FfmpegLimits(transcode_min_seconds=24 * 3600.0)  # paced by the viewer's line, not the CPU
+REMUX_PIECE = 256 * 1024
+
+
+def _remux_command(binary: str, output: list[str]) -> list[str]:
+    return [binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "mpegts",
+            "-format_whitelist", "mpegts", "-protocol_whitelist", "pipe", "-i", "pipe:0",
+            # Vault's AAC from ADTS to MP4 framing, asked for up front: an MP4 written to a pipe needs the
+            # audio's header before the first packet, too late for ffmpeg to add this filter by itself.
+            "-map", "0", "-c", "copy", "-bsf:a", "aac_adtstoasc", *output]
+
+
+class Remux:
+    """One stream copy of MPEG-TS that Vault decrypts in memory and feeds through ffmpeg's stdin.
+
+    The chunks are written from a thread of its own, one at a time, so that the output can be read while
+    it is fed (a download) and no more than one decrypted chunk is held at once. `stop()` may come from any
+    thread: it kills the whole run at once (a viewer who went away), and the feeding thread then ends."""
+
+    def __init__(self, binary: str, chunks: Iterable[bytes], seconds: float, output: list[str],
+                 limits: FfmpegLimits, what: str) -> None:
+        self._what = what
+        self._stopped = threading.Event()
+        self._fed: BaseException | None = None  # what went wrong producing the chunks, if anything
+        self._errors: list[bytes] = []
+        self.proc = start(_remux_command(binary, output), background=False, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE if output[-1] == "pipe:1" else subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+        self._watchdog = Watchdog(self.proc, limits.transcode_seconds(seconds), limits.grace_seconds)
+        self._watchdog.start()
+        stderr = self.proc.stderr
+        assert stderr is not None  # asked for as a pipe
+        self._reader = threading.Thread(target=lambda: self._errors.append(stderr.read()), daemon=True)
+        self._reader.start()
+        self._feeder = threading.Thread(target=self._feed, args=(iter(chunks),), daemon=True,
+                                        name="remux-feeder")
+        self._feeder.start()
+
+    def _feed(self, chunks: Iterator[bytes]) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None  # asked for as a pipe
+        try:
+            for chunk in chunks:
+                if self._stopped.is_set():
+                    return
+                stdin.write(chunk)
+        except (BrokenPipeError, ValueError):
+            pass  # ffmpeg stopped early (or was stopped); its exit code and message say why
+        except BaseException as exc:  # noqa: B036 - reported by finish(), in the caller's thread
+            self._fed = exc
+            stop_group(self.proc, 0)  # a half-fed run must not look like a whole one
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+            try:
+                stdin.close()
+            except OSError:
+                pass
+
+    def read(self, size: int = REMUX_PIECE) -> bytes:
+        """Up to `size` bytes of the output as ffmpeg writes it (b"" at its end, or once stopped)."""
+        stdout = self.proc.stdout
+        assert stdout is not None  # only a run writing to pipe:1 is read
+        return os.read(stdout.fileno(), size)
+
+    def stop(self) -> None:
+        """Kill the run now (from any thread); the feeding thread ends at its next write."""
+        self._stopped.set()
+        if self.proc.poll() is None:  # once reaped, its id may be another process's
+            stop_group(self.proc, 0)
+
+    def finish(self) -> None:
+        """Wait for the run's end; raise what went wrong with it."""
+        code = self.proc.wait()
+        self._feeder.join()
+        self._watchdog.finish()
+        self._reader.join()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        if self._fed is not None:
+            raise self._fed
+        if self._watchdog.reason:
+            raise FfmpegTimeout(f"ffmpeg {self._watchdog.reason} writing {self._what} and was stopped")
+        if code != 0:
+            raise VaultError(f"ffmpeg could not write {self._what}",
+                             details={"ffmpeg": b"".join(self._errors).decode(errors="replace")[-500:]})
+
+
 def remux_ts_to_mp4(binary: str, chunks: Iterable[bytes], seconds: float, dest: Path,
                     limits: FfmpegLimits = DEFAULT_LIMITS) -> None:
     """Stream-copy MPEG-TS that Vault feeds through a pipe (decrypted in memory) into an MP4 at `dest`."""
-    cmd = [binary, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "mpegts",
-           "-format_whitelist", "mpegts", "-protocol_whitelist", "pipe", "-i", "pipe:0",
-           "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(dest)]
-    proc = start(cmd, background=False, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                 stderr=subprocess.PIPE)
-    stdin, stderr = proc.stdin, proc.stderr
-    assert stdin is not None and stderr is not None  # both asked for as pipes
-    watchdog = Watchdog(proc, limits.transcode_seconds(seconds), limits.grace_seconds)
-    watchdog.start()
-    errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
-    reader.start()
+    run = Remux(binary, chunks, seconds, ["-movflags", "+faststart", "-f", "mp4", str(dest)], limits,
+                "the export")
     try:
-        for chunk in chunks:
-            stdin.write(chunk)
-        stdin.close()
-    except BrokenPipeError:
-        pass  # ffmpeg stopped early; its exit code and message say why
+        run.finish()
     except BaseException:
-        stop_group(proc, 0)
+        run.stop()
         raise
-    finally:
-        code = proc.wait()
-        watchdog.finish()
-        reader.join()
-    if watchdog.reason:
-        raise FfmpegTimeout(f"ffmpeg {watchdog.reason} writing the export and was stopped")
-    if code != 0:
-        raise VaultError("ffmpeg could not write the export",
-                         details={"ffmpeg": b"".join(errors).decode(errors="replace")[-500:]})
+
+
+class RemuxedMp4:
+    """A fragmented MP4 (`frag_keyframe+empty_moov`: a pipe cannot be rewound to write the index first),
+    read piece by piece as ffmpeg writes it: a download in constant memory. ffmpeg starts with the first
+    piece asked for (a HEAD starts nothing); `close()`, from any thread, kills it (a viewer who went away)."""
+
+    def __init__(self, binary: str, chunks: Iterable[bytes], seconds: float,
+                 limits: FfmpegLimits = DOWNLOAD_LIMITS) -> None:
+        self._start = lambda: Remux(binary, chunks, seconds, ["-movflags", "frag_keyframe+empty_moov",
+                                                              "-f", "mp4", "pipe:1"], limits, "the download")
+        self._lock = threading.Lock()
+        self._run: Remux | None = None
+        self._ended = False
+
+    def __iter__(self) -> RemuxedMp4:
+        return self
+
+    def __next__(self) -> bytes:
+        with self._lock:
+            if self._ended:
+                raise StopIteration
+            if self._run is None:
+                self._run = self._start()
+            run = self._run
+        if piece := run.read():
+            return piece
+        with self._lock:
+            ended, self._ended = self._ended, True
+        if not ended:
+            run.finish()  # raises if ffmpeg failed: the viewer's download breaks off rather than ends short
+        raise StopIteration
+
+    def close(self) -> None:
+        with self._lock:
+            self._ended, run = True, self._run
+        if run is not None:
+            run.stop()

@@ -1,5 +1,5 @@
-"""Users: add family members and guests, reset a password, set a role and an expiry date, disable or delete
-an account."""
+"""Users: add family members and guests, reset a password, set a role, an expiry date and whether the account
+may download and upload, disable or delete an account."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import date
 
 from PySide6.QtCore import QDate
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDateEdit,
     QDialog,
@@ -108,13 +109,20 @@ class UserDialog(QDialog):
 
 
 class AccessDialog(QDialog):
-    """An existing account's role and expiry date."""
+    """An existing account's role, expiry date, and whether it may download and upload."""
 
     def __init__(self, parent: QWidget | None, user: UserView) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Role and expiry of {user.username}")
         self.access = AccessFields()
         self.access.show_account(user.role, user.expires_on)
+        self.can_download = QCheckBox("May download photos and videos to keep")
+        self.can_download.setChecked(user.can_download)
+        self.can_upload = QCheckBox("May upload photos and videos from a browser")
+        self.can_upload.setChecked(user.can_upload)
+        for box in (self.can_download, self.can_upload):
+            box.setAccessibleName(box.text())
+            self.access.addRow("", box)
         buttons = QDialogButtonBox.StandardButton
         self.buttons = QDialogButtonBox(buttons.Ok | buttons.Cancel)
         self.buttons.accepted.connect(self.accept)
@@ -223,14 +231,21 @@ class UsersTab(Tab):
             return
         dialog = AccessDialog(self, user)
         if dialog.exec():
-            self.set_access(user, dialog.access.chosen_role(), dialog.access.expires_on())
+            self.set_access(user, dialog.access.chosen_role(), dialog.access.expires_on(),
+                            can_download=dialog.can_download.isChecked(),
+                            can_upload=dialog.can_upload.isChecked())
 
-    def set_access(self, user: UserView, role: str, expires_on: date | None) -> None:
-        """The account's role and expiry date (None: never), as one change."""
+    def set_access(self, user: UserView, role: str, expires_on: date | None, *,
+                   can_download: bool | None = None, can_upload: bool | None = None) -> None:
+        """The account's role, expiry date (None: never) and rights (None: as they are), as one change."""
         until = f", until {expires_on:%Y-%m-%d}" if expires_on else ""
+        off = " and ".join(name for name, right in (("downloads", can_download), ("uploads", can_upload))
+                           if right is False)
         services = self.controller.services
-        self.act(lambda: services.change_user(user.id, actor_name=ACTOR, role=role, expires_at=expires_on),
-                 f"{user.username} is now {'an' if role == 'admin' else 'a'} {role}{until}.")
+        self.act(lambda: services.change_user(user.id, actor_name=ACTOR, role=role, expires_at=expires_on,
+                                              can_download=can_download, can_upload=can_upload),
+                 f"{user.username} is now {'an' if role == 'admin' else 'a'} {role}{until}"
+                 f"{f'; {off} turned off' if off else ''}.")
 
     def toggle_active(self) -> None:
         if user := self.selected():

@@ -17,6 +17,7 @@ from vaultserver.errors import ValidationError
 from vaultserver.services.account_expiry import expiry_date
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
+_SWITCHES = ("is_active", "can_upload", "can_download")  # an account's yes/no fields an admin may set
 
 
 @bp.get("/users")
@@ -45,9 +46,10 @@ async def create_user() -> tuple[Response, int]:
 @require_auth(admin=True)
 async def update_user(user_id: str) -> Response:
     body = await json_body()
-    changes: dict[str, Any] = {k: body[k] for k in ("password", "role", "is_active") if k in body}
-    if "is_active" in changes and not isinstance(changes["is_active"], bool):
-        raise ValidationError("'is_active' must be true or false", details={"field": "is_active"})
+    changes: dict[str, Any] = {k: body[k] for k in ("password", "role", *_SWITCHES) if k in body}
+    for switch in _SWITCHES:
+        if switch in changes and not isinstance(changes[switch], bool):
+            raise ValidationError(f"'{switch}' must be true or false", details={"field": switch})
     if "expires_at" in body:
         changes["expires_at"] = _expiry(body["expires_at"])
     user = await run(services().change_user, user_id, actor=g.principal, **changes)

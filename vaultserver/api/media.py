@@ -1,4 +1,5 @@
-"""Media routes: the library listing, item details, favorites, pictures, HLS playlists/segments, segment keys.
+"""Media routes: the library listing, item details, favorites, pictures, HLS playlists/segments, segment keys,
+downloads.
 
 Every route is the same three steps: read the request, one trip to a worker thread that checks the session
 and makes one `MediaService` call (which checks the id, finds the item and reads the file), one response.
@@ -10,14 +11,15 @@ through any host name or address.
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from quart import Blueprint, Response, jsonify, request
 
 from vaultserver import hls
 from vaultserver.api.context import client_ip, principal, services, signed_in
-from vaultserver.api.streaming import send_body
+from vaultserver.api.streaming import pieces_off_loop, send_body
 from vaultserver.errors import ValidationError
-from vaultserver.services.media import MediaService
+from vaultserver.services.media import Download, MediaService
 
 bp = Blueprint("media", __name__, url_prefix="/api/media")
 _VARIANT_LINE = re.compile(r"^(\d{2,4}p/index\.m3u8)$", re.M)
@@ -98,6 +100,29 @@ async def favorite(media_id: str) -> Response:
 @bp.delete("/<media_id>/favorite")
 async def unfavorite(media_id: str) -> Response:
     return jsonify({"favorite": await signed_in(_media().mark_favorite, media_id, False)})
+
+
+@bp.get("/<media_id>/download")
+async def download(media_id: str) -> Response:
+    """The item as a file to keep (`Content-Disposition: attachment`): a photo's original or WebP (ranges
+    work), or a video as an MP4 made while it is sent (no ranges: it has no size until it is made)."""
+    found: Download = await signed_in(_media().download, media_id, client_ip())
+    if found.body is not None:
+        response = send_body(found.body)
+    else:
+        assert found.stream is not None
+        content = b"" if request.method == "HEAD" else pieces_off_loop(found.stream)
+        response = Response(content, headers={"Content-Type": found.content_type, "Accept-Ranges": "none",
+                                              "Cache-Control": "private, no-store"})
+    response.headers["Content-Disposition"] = attachment(found.filename)
+    response.timeout = None  # a large file over a slow line takes as long as it takes
+    return response
+
+
+def attachment(filename: str) -> str:
+    """RFC 6266: the UTF-8 name for every current browser, an ASCII stand-in for the rest."""
+    plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 @bp.get("/thumbnail/<media_id>")

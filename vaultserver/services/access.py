@@ -1,7 +1,8 @@
 """Who may see which item: the one access rule, as SQL the library can filter by and as a yes/no for one item.
 
 Admins and members see the whole library. A guest sees exactly the items of the albums shared with them, and
-nothing at all once their account has expired (the session check ends them). `MediaService` is the only
+nothing at all once their account has expired (the session check ends them). Downloading what one may see
+is a right of the account that an admin can take away (`may_download`). `MediaService` is the only
 caller for media routes: an item a person may not see is answered like one that does not exist.
 """
 
@@ -12,7 +13,7 @@ from sqlmodel import col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from vaultserver.db import Database
-from vaultserver.db.models import AlbumItem, AlbumShare, MediaFile
+from vaultserver.db.models import AlbumItem, AlbumShare, MediaFile, User
 from vaultserver.services.principal import Principal
 
 GUEST = "guest"
@@ -53,6 +54,11 @@ class AccessRule:
         shared = shared_with(who.user_id).where(col(AlbumItem.media_id) == media_id)
         with self._db.session() as session:
             return bool(session.exec(select(exists(shared))).one())
+
+    def may_download(self, who: Principal) -> bool:
+        """Whether this account keeps the right to download what it may see (an admin can take it away)."""
+        with self._db.session() as session:
+            return bool(session.exec(select(User.can_download).where(col(User.id) == who.user_id)).first())
 
     def guests_seeing(self, media_id: str) -> frozenset[str]:
         """The guest accounts that see this item through an album: told when it goes away."""

@@ -328,6 +328,11 @@ class LibraryService:
         return dest
 
     def _export_video(self, media_id: str, dest: Path) -> None:
+        remux_ts_to_mp4(ffmpeg(), *self.top_rung_stream(media_id), dest)
+
+    def top_rung_stream(self, media_id: str) -> tuple[Iterator[bytes], float]:
+        """A ready video's best rung as one MPEG-TS stream, each segment read and decrypted in memory only
+        when it is asked for (one at a time, never all at once), and its length in seconds."""
         best = hls.variants(self.read(media_id, MASTER_PLAYLIST).decode())[0]
         rung = Path(best.uri).parent.name
         segs = hls.segments(self.read(media_id, f"{HLS_DIR}/{rung}/index.m3u8.vlt").decode())
@@ -337,7 +342,7 @@ class LibraryService:
                 key = self._keys.data_key(seg.key_id) if seg.key_id else None
                 data = self.segment_path(media_id, f"{rung}/{seg.uri}").read_bytes()
                 yield hls.decrypt_segment(key, seg.iv, data) if key and seg.iv else data
-        remux_ts_to_mp4(ffmpeg(), decrypted(), sum(seg.duration for seg in segs), dest)
+        return decrypted(), sum(seg.duration for seg in segs)
 
     def segment_path(self, media_id: str, name: str) -> Path:
         """An HLS segment (already AES-128 encrypted; served as is). `name` is "<rung>/seg_NNNNN.ts"."""

@@ -10,10 +10,15 @@ whether the person asking has marked it.
 A video still converting is served from the folder its worker writes: a master playlist made from its
 planned ladder once every rung has a first segment, growing EVENT playlists that start players at the
 beginning, and each segment once whole; its pictures come with its commit.
+
+A download is a file to keep (`download`): a photo's kept original, else its WebP; a video's best rung
+remuxed on the fly into an MP4 (its segments decrypted in memory, piped through ffmpeg: no key and no
+plaintext on disk). It needs the account's download right besides the access rule, and is audited.
 """
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -24,7 +29,8 @@ from vaultserver import hls
 from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile, unseal
 from vaultserver.db.models import is_id
-from vaultserver.errors import NotFoundError
+from vaultserver.errors import NotFoundError, ValidationError, VaultError
+from vaultserver.ffmpeg import RemuxedMp4, ffmpeg
 from vaultserver.services.access import GUEST, AccessRule, visible, visible_total
 from vaultserver.services.albums import AlbumService
 from vaultserver.services.audit import AuditEvent, AuditService
@@ -35,6 +41,7 @@ from vaultserver.services.items import (
     HLS_DIR,
     IMAGE_FILE,
     MASTER_PLAYLIST,
+    ORIGINAL_FILE,
     POSTER_FILE,
     PREVIEW_FILE,
     THUMB_FILE,
@@ -44,6 +51,7 @@ from vaultserver.services.items import (
 from vaultserver.services.keys import KeyService
 from vaultserver.services.library import LibraryService
 from vaultserver.services.principal import Principal
+from vaultserver.services.saved_names import saved_name
 
 _RUNG = re.compile(r"[0-9]{2,4}p")
 _SEGMENT = re.compile(r"seg_[0-9]{5}\.ts")
@@ -66,6 +74,16 @@ class MediaBody:
     content_type: str
     data: bytes | None = None
     pieces: Callable[[int, int], Iterator[bytes]] | None = None
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file to keep, named after the original: a photo's `body` (ranges work) or a video's MP4 `stream`."""
+
+    filename: str
+    content_type: str
+    body: MediaBody | None = None
+    stream: RemuxedMp4 | None = None
 
 
 def _file_pieces(path: Path, start: int, end: int) -> Iterator[bytes]:
@@ -281,3 +299,30 @@ class MediaService:
         self._audit.record(AuditEvent("key_fetch", user_id=who.user_id, username=who.username,
                                       session_id=who.session_id, ip_address=ip, resource=key_id))
         return data
+
+    # --- downloads -----------------------------------------------------------------------------------
+
+    def download(self, who: Principal, media_id: str, ip: str = "") -> Download:
+        """The item as a file to keep (see the module's docstring); 403 if the account's download right is
+        off, a clear refusal while a video converts. Audited as `media_downloaded`."""
+        item = self._item(who, media_id)
+        if not self.access.may_download(who):
+            raise VaultError("Downloads are turned off for this account", code="AUTH_004", status=403)
+        if item.status != "ready":
+            raise ValidationError("This video is still converting; download it once it is ready",
+                                  details={"id": media_id, "status": item.status})
+        if item.type == "video":
+            chunks, seconds = self._library.top_rung_stream(media_id)
+            found = Download(saved_name(item.original_name, ".mp4"), "video/mp4",
+                             stream=RemuxedMp4(ffmpeg(), chunks, seconds))
+        elif item.has_original:
+            kind = mimetypes.guess_type(item.original_name)[0] or "application/octet-stream"
+            found = Download(saved_name(item.original_name), kind,
+                             body=self._sealed(media_id, ORIGINAL_FILE, kind))
+        else:
+            found = Download(saved_name(item.original_name, ".webp"), "image/webp",
+                             body=self._sealed(media_id, IMAGE_FILE))
+        self._audit.record(AuditEvent("media_downloaded", user_id=who.user_id, username=who.username,
+                                      session_id=who.session_id, ip_address=ip, resource=media_id,
+                                      details={"filename": found.filename}))
+        return found

@@ -105,11 +105,13 @@ class UserView:
     last_login_at: datetime | None
     locked_until: datetime | None
     expires_at: datetime | None = None  # the moment a non-admin account stops; None: never
+    can_upload: bool = True  # rights an admin may take away from one account
+    can_download: bool = True
 
     @classmethod
     def from_row(cls, row: User) -> UserView:
         return cls(row.id, row.username, row.role, row.is_active, row.created_at, row.last_login_at,
-                   row.locked_until, row.expires_at)
+                   row.locked_until, row.expires_at, row.can_upload, row.can_download)
 
     @property
     def expires_on(self) -> date | None:
@@ -128,6 +130,8 @@ class UserView:
             "created_at": self.created_at.isoformat(),
             "last_login_at": self.last_login_at.isoformat() if self.last_login_at else None,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "can_upload": self.can_upload,
+            "can_download": self.can_download,
         }
 
 
@@ -331,6 +335,8 @@ class UserService:
         is_active: bool | None = None,
         actor: str | None = None,
         expires_at: date | None | Literal[Keep.KEEP] = KEEP,
+        can_upload: bool | None = None,
+        can_download: bool | None = None,
     ) -> UserView:
         """Change what is given (None or KEEP: as it is; `expires_at=None`: never expires)."""
         with self._db.session() as session:
@@ -350,12 +356,16 @@ class UserService:
                 raise ValidationError(ADMIN_EXPIRY, details={"field": "expires_at"})
             if is_active is not None:
                 row.is_active = is_active
+            for right, allowed in (("can_upload", can_upload), ("can_download", can_download)):
+                if allowed is not None:
+                    setattr(row, right, allowed)
             if (role is not None or is_active is not None) and not _active_admins(session):
                 raise ValidationError(LAST_ADMIN, details={"field": "is_active" if role is None else "role"})
             row.updated_at = utcnow()
             session.add(row)
         given = {"password": password is not None, "role": role is not None,
-                 "is_active": is_active is not None, "expires_at": expires_at is not KEEP}
+                 "is_active": is_active is not None, "expires_at": expires_at is not KEEP,
+                 "can_upload": can_upload is not None, "can_download": can_download is not None}
         changed = [name for name, was_given in given.items() if was_given]
         self._audit.record(
             AuditEvent("user_updated", username=actor, resource=row.username, details={"changed": changed})

@@ -12,3 +12,6 @@ export function setCurrentUser(who) {
 
 /** May I rename, delete, share or fill this album? Its owner or an administrator. */
 export const mayChange = (album) => Boolean(user) && (album.is_owner || user.role === "admin");
+
+/** May I download items to keep? Unless an administrator turned downloads off for this account. */
+export const mayDownload = () => Boolean(user) && user.can_download !== false;

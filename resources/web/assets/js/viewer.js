@@ -1,6 +1,7 @@
 // The full-screen viewer: full-size photos (zoom, swipe, arrow keys) and videos (player.js), with
 // next/previous through the grid's current list.
 
+import { mayDownload } from "./account.js";
 import { addToAlbum } from "./albumdialogs.js";
 import { api } from "./api.js";
 import { dialogOpen } from "./dialogs.js";
@@ -37,6 +38,7 @@ export function initViewer(hooks) {
   $("zoom-out").addEventListener("click", () => zoom && zoom.zoomOut());
   $("viewer-favorite").addEventListener("click", () => current && toggleFavorite(current.id));
   $("viewer-add").addEventListener("click", () => current && addToAlbum([current.id]));
+  $("viewer-download").addEventListener("click", freshDownload);
   holdItems((id) => (current && current.id === id ? [current] : []));
   document.addEventListener("keydown", onKey);
   // Chromium's own video controls toggle playback on the Space *keyup*: the keydown already did it.
@@ -104,6 +106,9 @@ function show(item) {
   document.documentElement.classList.add("viewer-open");
   $("viewer-title").textContent = item.original_name;
   paintViewerHeart($("viewer-favorite"), item);
+  const download = $("viewer-download");
+  download.href = `/api/media/${encodeURIComponent(item.id)}/download`;
+  download.hidden = !mayDownload() || item.status === "converting";
   const index = gallery.indexOf(item.id);
   const date = itemDate(item, "taken_at");
   const facts = [longDate(date), item.width && item.height ? `${item.width} × ${item.height}` : ""];
@@ -178,6 +183,23 @@ function showVideo(item) {
       mine.fail(`This video couldn't be opened. ${error.message}`);
     }
   });
+}
+
+/**
+ * The download is the browser's own (a plain link: its progress, a phone's Files app), so it carries only
+ * the cookies: check the session first (refreshing a lapsed access token, or signing out), then follow it.
+ */
+function freshDownload(event) {
+  const link = event.currentTarget;
+  if (link.dataset.checked) {
+    delete link.dataset.checked;
+    return;
+  }
+  event.preventDefault();
+  api("/api/auth/me").then(() => {
+    link.dataset.checked = "1";
+    link.click();
+  }).catch(() => {});
 }
 
 /** Go to the next (+1) or previous (-1) item, loading another page of the grid when needed. */
