@@ -42,6 +42,8 @@ const ICONS = {
   album: ["M5 8h14a1 1 0 0 1 1 1v10a1 1 0 0 1-1 1H5a1 1 0 0 1-1-1V9a1 1 0 0 1 1-1z", "M7 5h10", "M4 17l4-4 3 3 3-3 6 5"],
   share: ["M4 13v6a1 1 0 0 0 1 1h14a1 1 0 0 0 1-1v-6", "M16 7l-4-4-4 4", "M12 3v12"],
   check: ["M5 12.5l4.5 4.5L19 7.5"],
+  upload: ["M7 18a4 4 0 0 1-.6-8A5.5 5.5 0 0 1 17 8.6 4 4 0 0 1 17.5 18", "M12 12v8", "M9 15l3-3 3 3"],
+  pause: ["M9 6v12", "M15 6v12"],
 };
 
 /** An SVG icon, hidden from assistive technology (the control carrying it has the label). */
