@@ -171,6 +171,10 @@ class Settings(BaseModel):
     retry_backoff_seconds: float = _setting(
         10.0, "Wait before the first retry; doubled for each further try.",
         label="Retry backoff (s)", section="storage", ge=0.0, le=3600.0)
+    max_upload_gb: int = _setting(
+        50, "The largest file one upload from a browser may be, in GB; an upload is also refused when the "
+        "disk would be left nearly full.",
+        label="Largest upload (GB)", section="storage", ge=1, le=10_000)
     backup_dir: str = _setting(
         "", "Folder Vault backs up to on a schedule (an external disk, a NAS mount, a synced folder). Empty "
         "means no scheduled backups. Changed only on this Mac: it names a disk attached to it.",

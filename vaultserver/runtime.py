@@ -71,6 +71,7 @@ class VaultRuntime:
     WATCHDOG_SECONDS = 2.0
     KEY_CHECK_SECONDS = 3600.0
     PRUNE_SECONDS = 24 * 3600.0
+    UPLOAD_SWEEP_SECONDS = 3600.0  # uploads silent for a day go within the hour after
 
     def __init__(self, paths: AppPaths, services: Services | None = None,
                  mdns_interfaces: list[str] | None = None, local_workers: int | None = None) -> None:
@@ -195,8 +196,8 @@ class VaultRuntime:
     def _supervise(self) -> None:
         """Restart the server thread if it dies or its certificate is re-issued on disk (by `vaultserver cert
         regenerate` from a terminal, say); rotate the master key when it is due (checked hourly); prune old
-        audit and session records (on start, then daily)."""
-        next_key_check = next_prune = 0.0
+        audit and session records (on start, then daily); sweep expired uploads (on start, then hourly)."""
+        next_key_check = next_prune = next_upload_sweep = 0.0
         while not self._watchdog_stop.wait(0 if next_key_check == 0 else self.WATCHDOG_SECONDS):
             if self._restart_requested.is_set():
                 self._restart_requested.clear()
@@ -220,6 +221,9 @@ class VaultRuntime:
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + self.PRUNE_SECONDS
                 self._prune_old_records()
+            if time.monotonic() >= next_upload_sweep:
+                next_upload_sweep = time.monotonic() + self.UPLOAD_SWEEP_SECONDS
+                self._sweep_uploads()
 
     def _follow_certificate(self) -> None:
         """Serve a certificate re-issued on disk. The files are written one after the other, so a change is
@@ -250,6 +254,12 @@ class VaultRuntime:
             self.services.prune_old_records()
         except Exception:  # nothing is lost by waiting: tried again the next day
             log.exception("Pruning old audit and session records failed")
+
+    def _sweep_uploads(self) -> None:
+        try:
+            self.services.uploads.sweep()
+        except Exception:  # an upload left a little longer harms no one: tried again within the hour
+            log.exception("Sweeping expired uploads failed")
 
     def _advertise(self, enabled: bool) -> None:
         """Start or stop the mDNS record; a failure here never stops Vault serving."""

@@ -8,7 +8,19 @@ from typing import TYPE_CHECKING
 from quart import Quart, Response, g, jsonify, request
 
 from vaultserver import __version__
-from vaultserver.api import admin, albums, auth, errors, events, media, sessions, web, worker_jobs, workers
+from vaultserver.api import (
+    admin,
+    albums,
+    auth,
+    errors,
+    events,
+    media,
+    sessions,
+    uploads,
+    web,
+    worker_jobs,
+    workers,
+)
 from vaultserver.api.context import run
 from vaultserver.api.errors import error_response
 from vaultserver.api.gate import NetworkGate
@@ -39,7 +51,7 @@ SECURITY_HEADERS = {
 def create_app(services: Services, remote_jobs: RemoteJobs | None = None) -> Quart:
     """`remote_jobs`: the conversion's side for worker machines (None: their job routes answer 503)."""
     app = Quart(__name__, static_folder=None)
-    app.request_class = worker_jobs.UploadingRequest  # a worker's upload may exceed MAX_CONTENT_LENGTH
+    app.request_class = uploads.TusRequest  # worker and tus uploads may exceed MAX_CONTENT_LENGTH
     app.config.update(VAULT_SERVICES=services, VAULT_REMOTE_JOBS=remote_jobs, MAX_CONTENT_LENGTH=64 * 1024,
                       JSON_SORT_KEYS=False)
     gate = {"current": NetworkGate(services.settings.current)}
@@ -76,7 +88,7 @@ def create_app(services: Services, remote_jobs: RemoteJobs | None = None) -> Qua
         return jsonify({"status": "ok", "version": __version__, "queue": {"active": counts.active}})
 
     for blueprint in (auth.bp, media.bp, albums.bp, sessions.bp, admin.bp, workers.bp, worker_jobs.bp,
-                      web.bp):
+                      uploads.bp, web.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(events.bp)
     errors.install(app)

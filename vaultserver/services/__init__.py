@@ -26,6 +26,7 @@ from vaultserver.services.principal import Principal
 from vaultserver.services.queue import REMOTE_OWNER_PREFIX, QueueService
 from vaultserver.services.sessions import SessionService, load_signing_secret
 from vaultserver.services.settings import SettingsService
+from vaultserver.services.uploads import UploadService
 from vaultserver.services.users import UserService, UserView
 from vaultserver.services.workers import NewWorker, WorkerService, served_ca_pem, server_url
 
@@ -46,6 +47,7 @@ class Services:
     workers: WorkerService
     events: EventHub  # what changed, told to the open gallery pages
     albums: AlbumService  # albums, their items and who they are shared with
+    uploads: UploadService  # resumable uploads from browsers, handed to the queue once whole
 
     def close(self) -> None:
         self.db.dispose()
@@ -110,4 +112,5 @@ def open_services(paths: AppPaths, key_store: KeyStore | None = None) -> Service
     media = MediaService(paths, library, keys, audit, converting, access, albums, FavoriteService(db))
     return Services(paths=paths, db=db, settings=settings, audit=audit, keys=keys, library=library,
                     queue=queue, users=UserService(db, audit), sessions=sessions, media=media,
-                    converting=converting, workers=WorkerService(db, audit), events=events, albums=albums)
+                    converting=converting, workers=WorkerService(db, audit), events=events, albums=albums,
+                    uploads=UploadService(paths, db, settings, queue, audit))

@@ -27,7 +27,7 @@ from vaultserver import hls
 from vaultserver.config import AppPaths
 from vaultserver.crypto.container import SealedFile
 from vaultserver.db import Database
-from vaultserver.db.models import MediaFile, PlaybackPosition, is_id, utcnow
+from vaultserver.db.models import MediaFile, PlaybackPosition, ProcessingJob, is_id, utcnow
 from vaultserver.errors import NotFoundError, ValidationError
 from vaultserver.ffmpeg import ffmpeg, remux_ts_to_mp4
 from vaultserver.services.albums import items_of
@@ -128,6 +128,8 @@ class LibraryService:
             _fsync_dir(self._paths.library)
             try:
                 with self._db.session() as session:
+                    if lease and (job := session.get(ProcessingJob, lease.job_id)) is not None:
+                        row.uploaded_by = job.uploaded_by  # a browser upload: who sent it
                     listed = session.get(MediaFile, staged.media_id)
                     if listed is not None:  # converting until now: keeps its place in the gallery
                         row.created_at = listed.created_at

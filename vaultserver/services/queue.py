@@ -83,9 +83,13 @@ class QueueService:
         with self.changed:
             self.changed.notify_all()
 
-    def enqueue(self, path: Path, import_root: Path, size: int, mtime: float) -> str | None:
+    def enqueue(self, path: Path, import_root: Path, size: int, mtime: float,
+                uploaded_by: str | None = None) -> str | None:
         """Add a job for the file at `path`, found under `import_root`, unless one for it is already waiting
-        or running, or it already failed as it is now. Returns the new job id."""
+        or running, or it already failed as it is now. Returns the new job id.
+
+        `uploaded_by`: the account whose browser upload this file is. Should the watcher have queued the
+        file first, that job is marked as theirs and its id returned."""
         path, import_root = path.absolute(), import_root.absolute()
         with self._db.session() as session:
             # A file that failed and was left in place (a folder the owner chose) is not taken again until
@@ -96,9 +100,13 @@ class QueueService:
                     and_(col(ProcessingJob.status) == "failed", col(ProcessingJob.size) == size,
                          col(ProcessingJob.mtime) == mtime)))).first()
             if existing:
-                return None
+                if uploaded_by is None:
+                    return None
+                session.exec(update(ProcessingJob).where(col(ProcessingJob.id) == existing)
+                             .values(uploaded_by=uploaded_by))
+                return existing
             job = ProcessingJob(path=str(path), import_root=str(import_root), original_name=path.name,
-                                size=size, mtime=mtime)
+                                size=size, mtime=mtime, uploaded_by=uploaded_by)
             session.add(job)
         log.info("Queued %s", path)
         self._notify()
