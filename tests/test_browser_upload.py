@@ -129,7 +129,8 @@ def noisy_photo(path, width=3000, height=2200):
     """A photo that compresses badly (random pixels): several of the page's chunks in one real JPEG."""
     from PIL import Image
 
-    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(path, "JPEG", quality=100, subsampling=0)
+    noise = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    noise.save(path, "JPEG", quality=100, subsampling=0)
     assert path.stat().st_size > 1.5 * CHUNK
     return path
 

@@ -80,6 +80,10 @@ export function initUploads() {
     $("upload-list").hidden = !expanded;
   });
   wireDragAndDrop();
+  // Back online (Wi-Fi returned, the VPN reconnected): carry on with what stopped for want of a network.
+  window.addEventListener("online", () => {
+    for (const row of rows.values()) if (row.stalled) actions.resume(row);
+  });
 }
 
 // --- drag and drop ---------------------------------------------------------------------------------------
@@ -144,6 +148,7 @@ const actions = {
   },
   resume(row) {
     if (row.state !== "paused" || !row.upload) return;
+    row.stalled = false;
     update(row, "uploading");
     row.upload.start();
   },
@@ -227,7 +232,10 @@ async function start(row) {
       update(row, "processing", "Sent. Waiting for its turn…");
       poll(row);
     },
-    onError: (error) => update(row, "paused", errorMessage(error)),
+    onError: (error) => {
+      row.stalled = !error.originalResponse || error.originalResponse.getStatus() === 0; // no answer at all
+      update(row, "paused", errorMessage(error));
+    },
   });
   const previous = await row.upload.findPreviousUploads().catch(() => []);
   if (previous.length) {
