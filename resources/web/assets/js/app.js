@@ -14,6 +14,7 @@ import { startLive, stopLive } from "./live.js";
 import { clearPassword, initPassword } from "./password.js";
 import { loadHls } from "./player.js";
 import * as selection from "./selection.js";
+import { initUploads, setUploader, stopUploads } from "./uploads.js";
 import { closeViewer, initViewer, isOpen, openViewer, shownId } from "./viewer.js";
 
 const channel = "BroadcastChannel" in window ? new BroadcastChannel("vault") : null;
@@ -129,6 +130,7 @@ async function enterApp(user) {
   showView(parseRoute().name);
   setUser(user);
   setCurrentUser(user);
+  setUploader(user);
   startSessionClock();
   startLive(liveHandlers);
   scopeGrid(parseRoute());
@@ -146,6 +148,7 @@ function leaveApp(message, kind = "info") {
   lastRoute = null;
   stopSessionClock();
   stopLive();
+  stopUploads();
   closeDialogs();
   selection.stop();
   closeViewer({ save: false });
@@ -203,6 +206,7 @@ function wire() {
     },
   });
   initDevices();
+  initUploads();
   $("signout-button").addEventListener("click", async () => {
     const button = $("signout-button");
     button.disabled = true;

@@ -43,6 +43,8 @@ const ICONS = {
   share: ["M4 13v6a1 1 0 0 0 1 1h14a1 1 0 0 0 1-1v-6", "M16 7l-4-4-4 4", "M12 3v12"],
   check: ["M5 12.5l4.5 4.5L19 7.5"],
   download: ["M12 4v11", "M7 10l5 5 5-5", "M5 20h14"],
+  upload: ["M7 18a4 4 0 0 1-.6-8A5.5 5.5 0 0 1 17 8.6 4 4 0 0 1 17.5 18", "M12 12v8", "M9 15l3-3 3 3"],
+  pause: ["M9 6v12", "M15 6v12"],
 };
 
 /** An SVG icon, hidden from assistive technology (the control carrying it has the label). */
