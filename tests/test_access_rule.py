@@ -5,32 +5,13 @@ details but for the id), and the same routes answer once an album holding the it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
-import pytest
-
-from tests.support import AppClient, InProcessApp
+from tests.support import AppClient
+from tests.test_albums import sign_in  # noqa: F401  (the fixture: a signed-in account of a role)
 from vaultserver import hls
 from vaultserver.db.models import new_id
 from vaultserver.services.items import MASTER_PLAYLIST
 
 PLACEHOLDER = "<id>"
-
-
-@pytest.fixture(scope="module")
-def sign_in(library) -> Iterator[Callable[..., tuple[AppClient, str]]]:
-    """Signs a new account of `role` in to the app over the shared library: (client, username)."""
-    from vaultserver.api import create_app
-
-    running = InProcessApp(create_app(library.services))
-
-    def signed_in(role: str = "member") -> tuple[AppClient, str]:
-        account = library.make_user(role)
-        client = AppClient(running)
-        assert client.login(account.username, account.password).status == 200
-        return client, account.username
-    yield signed_in
-    running.close()
 
 
 def routes(library, photo: str, video: str, key: str) -> list[tuple[str, str, dict | None]]:
@@ -61,7 +42,7 @@ def _answer(client: AppClient, method: str, path: str, body: dict | None, ids: l
     return reply.status, text
 
 
-def test_every_media_route_answers_a_guest_for_an_unshared_item_as_for_no_item_at_all(sign_in, library):
+def test_every_media_route_answers_a_guest_for_an_unshared_item_as_for_no_item_at_all(sign_in, library):  # noqa: F811
     guest, _ = sign_in("guest")
     photo, video = library.items["image"].id, library.items["video"].id
     key = library.services.keys.key_id(video, "hls")
@@ -80,7 +61,7 @@ def test_every_media_route_answers_a_guest_for_an_unshared_item_as_for_no_item_a
     assert guest.request("GET", "/api/media/library?favorite=true").json()["items"] == []
 
 
-def test_the_same_routes_answer_a_guest_once_an_album_holding_the_items_is_shared(sign_in, library):
+def test_the_same_routes_answer_a_guest_once_an_album_holding_the_items_is_shared(sign_in, library):  # noqa: F811
     member, _ = sign_in("member")
     guest, guest_name = sign_in("guest")
     photo, video = library.items["image"].id, library.items["video"].id
@@ -106,7 +87,7 @@ def test_the_same_routes_answer_a_guest_once_an_album_holding_the_items_is_share
         member.request("DELETE", f"/api/albums/{album['id']}")
 
 
-def test_members_and_admins_see_the_whole_library_without_any_album(sign_in, library):
+def test_members_and_admins_see_the_whole_library_without_any_album(sign_in, library):  # noqa: F811
     for role in ("member", "admin"):
         client, _ = sign_in(role)
         assert client.request("GET", "/api/media/library").json()["pagination"]["total"] == 2
