@@ -77,7 +77,8 @@ export function closeViewer({ save = true } = {}) {
   $("viewer").classList.remove("chrome-hidden");
   $("viewer-title").textContent = "";
   $("viewer-meta").textContent = "";
-  $("viewer-download").href = "#"; // no item's address stays in a closed (or signed-out) page
+  $("viewer-download").hidden = true;
+  $("viewer-download").removeAttribute("href"); // no item's address stays in a closed (or signed-out) page
   $("app-view").inert = false;
   document.documentElement.classList.remove("viewer-open");
   return id;
