@@ -146,9 +146,6 @@ class MediaService:
             raise _not_found(media_id)
         return self._library.get(media_id)
 
-    def may_see(self, who: Principal, media_id: str) -> bool:
-        return is_id(media_id) and self.access.may_see(who, media_id)
-
     @staticmethod
     def may_see_event(who: Principal, event: Event) -> bool:
         """Whether an open page of `who` is told of this change: decided from the event alone (no database
