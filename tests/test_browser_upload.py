@@ -4,17 +4,21 @@ A member picks a photo and a video with the Upload button's picker on a phone-si
 progress bar named after it that moves (the connection is throttled, so the bar is seen part-way), then the
 panel says "Added" and both tiles appear through the live events; the same photo again is "Already in your
 library". A large photo cut off by a reload is listed as unfinished, and choosing it again continues from
-the offset Vault holds instead of starting over. A guest has no Upload button. axe-core checks the panel.
+the offset Vault holds instead of starting over. Photos shared from Android's Share sheet (the manifest's
+share_target, caught by the share worker) are sent the same way. A guest has no Upload button, and what is
+shared to a guest's Vault is dropped with a message. axe-core checks the panel.
 
 The browser and page helpers come from tests/test_browser.py, the axe check from tests/test_browser_a11y.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
 import pytest
+from sqlmodel import select
 
 from tests.conftest import VIEWER, VIEWER_PASSWORD, make_paths, start_server
 from tests.test_browser import (  # noqa: F401
@@ -29,6 +33,7 @@ from tests.test_browser import (  # noqa: F401
     wait_js,
 )
 from tests.test_browser_a11y import PHONE, assert_accessible
+from vaultserver.db.models import MediaFile
 
 pytestmark = pytest.mark.slow
 GUEST, GUEST_PASSWORD = "Grandpa", "Gr4ndpa!pass"
@@ -174,4 +179,67 @@ def test_a_guest_has_no_upload_button(browser, vault):  # noqa: F811
     page, problems = signed_in_page(browser, vault, GUEST, GUEST_PASSWORD, **PHONE)
     assert page.locator("#upload-button").is_hidden()
     assert page.locator("#upload-panel").is_hidden()
+    assert problems == []
+
+
+INBOX = "caches.open('vault-shared').then((box) => box.keys()).then((keys) => keys.length)"
+SHARE_WORKER_READY = "navigator.serviceWorker.getRegistration('/share').then((r) => Boolean(r && r.active))"
+
+
+def share_sheet(page, vault: Vault, files) -> None:  # noqa: F811
+    """What Android does when Vault is picked in the Share sheet: a form POST to the manifest's share_target
+    (its action, method, enctype and file field), as a navigation of Vault's own window."""
+    target = json.loads(page.context.request.get(f"{vault.url}manifest.webmanifest").text())["share_target"]
+    page.evaluate("""(target) => {
+        const form = Object.assign(document.createElement('form'),
+            { method: target.method, enctype: target.enctype, action: target.action });
+        const input = Object.assign(document.createElement('input'),
+            { type: 'file', name: target.params.files[0].name, multiple: true, id: 'share-sheet' });
+        form.append(input);
+        document.body.append(form);
+    }""", target)
+    page.set_input_files("#share-sheet", [str(path) for path in files])
+    with page.expect_navigation():
+        page.evaluate("document.getElementById('share-sheet').form.submit()")
+
+
+def test_photos_shared_from_the_share_sheet_are_uploaded_and_leave_the_inbox(browser, vault, media,  # noqa: F811
+                                                                              tmp_path):
+    name, size, taken, sky, sun, hills = PHOTOS[3]
+    photo = landscape(tmp_path / "shared-lake.jpg", size, taken, sky, sun, hills)
+    video = shutil.copyfile(media.video(seconds=2, size="320x240"), tmp_path / "shared-clip.mp4")
+    page, problems = signed_in_page(browser, vault, **PHONE)
+    wait_js(page, SHARE_WORKER_READY)
+    posted = []
+    page.on("request", lambda request: request.method == "POST" and "/share" in request.url
+            and posted.append(request.url))
+
+    share_sheet(page, vault, [photo, video])
+    page.wait_for_selector("#app-view:not([hidden])")
+    wait_status(page, "shared-lake.jpg", "Added")
+    wait_status(page, "shared-clip.mp4", "Added")
+    wait_js(page, f"({TILES}).includes('shared-lake.jpg') && ({TILES}).includes('shared-clip.mp4')", 60)
+    assert page.url == vault.url  # ?shared=2 is taken out of the address bar
+    wait_js(page, f"{INBOX}.then((count) => count === 0)")  # sent: nothing of it stays on the phone
+    with vault.services.db.session() as session:
+        uploaders = {row.original_name: row.uploaded_by for row in session.exec(select(MediaFile))}
+    member = vault.services.users.by_name(VIEWER).id
+    assert uploaders["shared-lake.jpg"] == uploaders["shared-clip.mp4"] == member
+    assert posted  # the form was posted (and taken by the worker: Vault would have answered ?shared=lost)
+    assert problems == []
+
+
+def test_what_is_shared_to_a_guests_vault_is_dropped_with_a_message(browser, vault, tmp_path):  # noqa: F811
+    name, size, taken, sky, sun, hills = PHOTOS[4]
+    photo = landscape(tmp_path / "not-for-guests.jpg", size, taken, sky, sun, hills)
+    page, problems = signed_in_page(browser, vault, GUEST, GUEST_PASSWORD, **PHONE)
+    wait_js(page, SHARE_WORKER_READY)
+    share_sheet(page, vault, [photo])
+    page.wait_for_selector("#app-view:not([hidden])")
+    toast = page.locator("#toast")
+    toast.wait_for()
+    assert "can't add photos or videos" in toast.inner_text()
+    wait_js(page, f"{INBOX}.then((count) => count === 0)")
+    assert page.locator("#upload-panel").is_hidden()
+    assert "not-for-guests.jpg" not in tile_names(page)
     assert problems == []

@@ -258,6 +258,24 @@ def test_a_cookie_upload_from_another_site_is_refused(server, viewer):
     assert reply.status == 403 and reply.code == "SEC_002"
 
 
+def test_a_share_that_reaches_vault_itself_keeps_nothing_and_sends_the_page_to_say_so(server, viewer, paths):
+    # The share worker normally takes the Share sheet's POST in the browser; without it the form lands here.
+    boundary = "vaultshare"
+    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="media"; filename="a.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n")
+    form = part.encode() + os.urandom(256 * 1024) + f"\r\n--{boundary}--\r\n".encode()
+    viewer.cookies = {}
+    viewer.login(VIEWER, VIEWER_PASSWORD)
+    cookies = "; ".join(f"{name}={value}" for name, value in viewer.cookies.items())
+    reply = viewer.send("POST", "/share", form,
+                        {"Content-Type": f"multipart/form-data; boundary={boundary}", "Cookie": cookies})
+    assert reply.status == 303 and reply.headers["Location"] == "/?shared=lost"
+    kept = [*server.services.settings.current.import_path(paths).rglob("*"),
+            *(paths.private / "uploads").rglob("*")]
+    assert not [path for path in kept if path.is_file()]
+    assert viewer.request("GET", "/share-worker.js").status == 200  # the worker the page installs
+
+
 @pytest.mark.parametrize(("given", "shown"), [
     ("../../etc/passwd", "passwd"), ("C:\\Users\\me\\IMG_1.HEIC", "IMG_1.HEIC"),
     (".hidden.jpg", "hidden.jpg"),

@@ -1,4 +1,4 @@
-"""The browser gallery's files (resources/web): the single page at `/` and its assets, nothing else.
+"""The browser gallery's files (resources/web): the single page at `/`, its assets and its share worker.
 
 Everything is vendored (no CDN); paths are resolved inside the web folder only, so no request can reach
 another file. The page carries no inline script, which lets the CSP forbid it.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, redirect, request
 
 from vaultserver.config import resource_path
 from vaultserver.errors import NotFoundError
@@ -54,3 +54,19 @@ async def asset(name: str) -> Response:
 @bp.get("/manifest.webmanifest")
 async def manifest() -> Response:
     return _file("manifest.webmanifest", "no-cache")
+
+
+@bp.get("/share-worker.js")
+async def share_worker() -> Response:
+    # Served from the root so it may take the scope /share (a worker's scope can't be above its own path).
+    return _file("share-worker.js", "no-cache")
+
+
+@bp.post("/share")
+async def share_without_worker() -> Response:
+    """The phone's Share sheet posts the files to /share, where the page's share worker takes them in the
+    browser. Arriving here means that worker isn't installed (yet): the body is not read (nothing is
+    kept from a form any page could post) and the page says to share again."""
+    response = redirect("/?shared=lost", 303)
+    response.headers["Connection"] = "close"  # the unread body can't be followed by another request
+    return response

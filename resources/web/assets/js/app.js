@@ -14,6 +14,7 @@ import { startLive, stopLive } from "./live.js";
 import { clearPassword, initPassword } from "./password.js";
 import { loadHls } from "./player.js";
 import * as selection from "./selection.js";
+import { forgetShared, noteShareArrival, registerShareWorker } from "./shared.js";
 import { initUploads, setUploader, stopUploads } from "./uploads.js";
 import { closeViewer, initViewer, isOpen, openViewer, shownId } from "./viewer.js";
 
@@ -212,6 +213,7 @@ function wire() {
     button.disabled = true;
     closeViewer(); // saves the playback position first
     await signOut();
+    forgetShared(); // what was shared but not yet sent is not handed to whoever signs in next
     button.disabled = false;
     leaveApp("You signed out. Sign in again whenever you like.");
     if (channel) channel.postMessage({ type: "signed-out", how: "signout" });
@@ -307,4 +309,6 @@ async function start() {
 }
 
 wire();
+noteShareArrival();
+registerShareWorker();
 start();

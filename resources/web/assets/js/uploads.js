@@ -6,10 +6,12 @@
 // unfinished upload's URL in localStorage under the file's fingerprint (name, type, size, date): after a
 // reload the panel lists them, and choosing the same file again continues where it stopped. Once every byte
 // is there, the row asks Vault every two seconds what became of it (queued, converting, added, a duplicate,
-// or why it failed); the new tile itself arrives through the live events like any other.
+// or why it failed); the new tile itself arrives through the live events like any other. Files shared from
+// Android's Share sheet arrive the same way, through the share inbox (shared.js).
 
 import { api, ApiError, ensureFresh, markActivity, refresh, SignedOut } from "./api.js";
 import { $, el, toast } from "./dom.js";
+import { forgetShared, sharedFiles } from "./shared.js";
 import { panelChanged, renderRow, renderUnfinished } from "./uploadpanel.js";
 
 const TUS_SCRIPT = "/assets/vendor/tus.min.js";
@@ -47,7 +49,25 @@ function loadTus() {
 export function setUploader(user) {
   allowed = Boolean(user) && user.role !== "guest" && user.can_upload !== false;
   $("upload-button").hidden = !allowed;
-  if (allowed) showUnfinished();
+  if (allowed) takeShared().finally(showUnfinished);
+  else if (user) refuseShared();
+}
+
+/** Files shared from the phone's Share sheet join the panel (see shared.js). */
+async function takeShared() {
+  const waiting = await sharedFiles().catch(() => []);
+  const queued = new Set([...rows.values()].map((row) => row.sharedKey));
+  const fresh = waiting.filter(({ key }) => !queued.has(key));
+  if (!allowed || !fresh.length) return;
+  for (const { key, file } of fresh) addFile(file, key);
+  openPanel();
+}
+
+async function refuseShared() {
+  if (!(await sharedFiles().catch(() => [])).length) return;
+  await forgetShared();
+  toast("This account can't add photos or videos, so what was shared to Vault wasn't sent.",
+    { error: true, ms: 8000 });
 }
 
 /** Signed out: stop every transfer (each can resume later from where it stopped) and clear the panel. */
@@ -132,9 +152,10 @@ export function addFiles(files) {
   if (media.length) openPanel();
 }
 
-function addFile(file) {
+/** `sharedKey`: the file's place in the share inbox, cleared once Vault has all of it. */
+function addFile(file, sharedKey = null) {
   const row = { id: `upload-${++nextRow}`, file, name: file.name, size: file.size, sent: 0, state: "starting",
-    upload: null, url: null, timer: null, message: "", mediaId: null };
+    upload: null, url: null, timer: null, message: "", mediaId: null, sharedKey };
   rows.set(row.id, row);
   renderRow(row, actions);
   start(row);
@@ -168,6 +189,7 @@ function update(row, state, message = row.message) {
 
 function remove(row) {
   forget(row);
+  if (row.sharedKey) forgetShared(row.sharedKey);
   rows.delete(row.id);
   $(row.id)?.remove();
   panelChanged(allRows());
@@ -229,6 +251,7 @@ async function start(row) {
     onSuccess: () => {
       row.url = row.upload.url;
       row.sent = row.size;
+      if (row.sharedKey) forgetShared(row.sharedKey);
       update(row, "processing", "Sent. Waiting for its turn…");
       poll(row);
     },
@@ -327,6 +350,7 @@ async function showUnfinished() {
     }
     if (!allowed || document.querySelector(`[data-storage-key="${CSS.escape(entry.urlStorageKey)}"]`)) continue;
     const metadata = entry.metadata || {};
+    if ([...rows.values()].some((row) => row.name === metadata.filename && row.size === entry.size)) continue;
     renderUnfinished({ ...entry, sent, name: metadata.filename || "A file", type: metadata.filetype || "" }, {
       choose: () => $("upload-input").click(),
       discard: async (node) => {
