@@ -9,7 +9,7 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 
-from quart import Blueprint, Response, redirect, request
+from quart import Blueprint, Response, request
 
 from vaultserver.config import resource_path
 from vaultserver.errors import NotFoundError
@@ -67,6 +67,5 @@ async def share_without_worker() -> Response:
     """The phone's Share sheet posts the files to /share, where the page's share worker takes them in the
     browser. Arriving here means that worker isn't installed (yet): the body is not read (nothing is
     kept from a form any page could post) and the page says to share again."""
-    response = redirect("/?shared=lost", 303)
-    response.headers["Connection"] = "close"  # the unread body can't be followed by another request
-    return response
+    # Connection: close, as the unread body can't be followed by another request.
+    return Response("", status=303, headers={"Location": "/?shared=lost", "Connection": "close"})
