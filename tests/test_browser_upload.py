@@ -130,6 +130,26 @@ def test_a_member_uploads_a_photo_and_a_video_from_a_phone_and_both_tiles_appear
     assert problems == []
 
 
+def test_many_files_go_three_at_a_time_and_the_rest_wait_their_turn(browser, vault, tmp_path):  # noqa: F811
+    photos = []
+    for index, (name, size, _taken, sky, sun, hills) in enumerate(PHOTOS[:5]):
+        taken = f"2025:03:0{index + 1} 10:00:00"  # not the other tests' photos: those would be duplicates
+        photos.append(landscape(tmp_path / f"queue-{index}-{name}", size, taken, sky, sun, hills))
+    page, problems = signed_in_page(browser, vault)
+    throttle_uploads(page, 150_000)
+    page.set_input_files("#upload-input", [str(photo) for photo in photos])
+
+    wait_js(page, "document.querySelectorAll('.upload-row[data-state=\"uploading\"]').length === 3")
+    assert page.locator(".upload-row[data-state='waiting']").count() == 2
+    assert page.inner_text("#upload-summary") == "Sending 3 files, 2 more waiting…"
+    waiting = page.locator(".upload-row[data-state='waiting']").first
+    assert waiting.locator(".upload-status").inner_text() == "Waiting…"
+    for photo in photos:
+        wait_status(page, photo.name, "Added")
+    assert page.inner_text("#upload-summary") == "5 added"
+    assert problems == []
+
+
 def noisy_photo(path, width=3000, height=2200):
     """A photo that compresses badly (random pixels): several of the page's chunks in one real JPEG."""
     from PIL import Image

@@ -186,6 +186,21 @@ def test_limits_refuse_a_file_before_any_byte(server, viewer, monkeypatch):
         server.services.paths.private / "uploads" / first.headers["Location"].rsplit("/", 1)[1]]
 
 
+def test_an_account_holds_only_so_many_unfinished_uploads(server, viewer, make_client, monkeypatch):
+    from vaultserver.services import uploads
+
+    monkeypatch.setattr(uploads, "OPEN_PER_ACCOUNT", 3)
+    started = [create(viewer, 100).headers["Location"] for _ in range(3)]
+    refused = create(viewer, 100)
+    assert refused.status == 429 and refused.code == "AUTH_005"
+    assert refused.json()["error"]["details"]["limit"] == 3
+    owner = make_client()
+    owner.login(OWNER, OWNER_PASSWORD)
+    assert create(owner, 100).status == 201  # one account's uploads don't hold up another's
+    assert patch(viewer, started[0], 0, b"x" * 100).status == 204  # a finished one frees its place
+    assert create(viewer, 100).status == 201
+
+
 def test_a_terminated_upload_is_gone(server, viewer, paths):
     location = create(viewer, 100).headers["Location"]
     patch(viewer, location, 0, b"q" * 50)

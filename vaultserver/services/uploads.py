@@ -43,6 +43,7 @@ EXPIRE_AFTER = timedelta(hours=24)  # no byte for this long: the upload is swept
 KEEP_FINISHED = timedelta(days=7)  # how long a finished upload can still be asked how it ended
 DISK_MARGIN = 1024**3  # free space an upload must leave, so conversion and the database still have room
 GB = 1024**3
+OPEN_PER_ACCOUNT = 100  # unfinished uploads one account may hold (a phone's whole camera roll at once fits)
 NAME_LIMIT = 200  # characters of a display name (file systems allow 255 bytes; "(2)" and UTF-8 need room)
 UPLOADS_FOLDER = "Uploads"  # inside the import folder, so the owner sees where browser uploads land
 # What the browser is told, by the queue's status (a waiting job that had a try is still "queued").
@@ -147,6 +148,9 @@ class UploadService:
         if length > room:
             raise VaultError("There is not enough free disk space for this file", code="VALIDATION_001",
                              status=413, details={"available": max(room, 0)})
+        if self._open_of(who) >= OPEN_PER_ACCOUNT:
+            raise VaultError(f"{OPEN_PER_ACCOUNT} uploads are under way already: let some finish first",
+                             code="AUTH_005", status=429, details={"limit": OPEN_PER_ACCOUNT})
         row = Upload(user_id=who.user_id, filename=display_name(metadata.get("filename", "")), length=length)
         fd = os.open(self.file_of(row.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         os.close(fd)
@@ -162,6 +166,11 @@ class UploadService:
             owed = session.exec(select(func.sum(Upload.length - Upload.offset))
                                 .where(col(Upload.job_id).is_(None))).one()
         return int(owed or 0)
+
+    def _open_of(self, who: Principal) -> int:
+        with self._db.session() as session:
+            return int(session.exec(select(func.count()).select_from(Upload).where(
+                Upload.user_id == who.user_id, col(Upload.job_id).is_(None))).one())
 
     def get(self, who: Principal, upload_id: str) -> UploadView:
         self.check_right(who)

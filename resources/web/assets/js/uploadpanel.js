@@ -5,7 +5,7 @@
 
 import { $, el, icon } from "./dom.js";
 
-const ACTIVE = new Set(["starting", "uploading", "paused", "processing"]);
+const ACTIVE = new Set(["waiting", "starting", "uploading", "paused", "processing"]);
 const units = ["bytes", "KB", "MB", "GB", "TB"];
 
 /** 1536 → "1.5 KB". */
@@ -62,6 +62,7 @@ export function renderRow(row, actions) {
   status.classList.toggle("error", row.state === "failed");
   if (row.state === "uploading") status.textContent = sentText;
   else if (row.state === "starting") status.textContent = "Starting…";
+  else if (row.state === "waiting") status.textContent = row.sent ? `Waiting to go on · ${sentText}` : "Waiting…";
   else if (row.state === "paused") status.textContent = `${row.message || "Paused"} · ${sentText}`;
   else status.textContent = row.message;
   if (row.state === "done" && row.mediaId && !status.querySelector("a")) {
@@ -99,7 +100,10 @@ export function panelChanged(rows) {
   const sending = count("uploading") + count("starting");
   const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
   let summary;
-  if (sending) summary = `Sending ${plural(sending, "file", "files")}…`;
+  if (sending) {
+    const waiting = count("waiting") ? `, ${count("waiting")} more waiting` : "";
+    summary = `Sending ${plural(sending, "file", "files")}${waiting}…`;
+  }
   else if (count("paused")) summary = `${plural(count("paused"), "upload", "uploads")} paused`;
   else if (count("processing")) summary = `Vault is adding ${plural(count("processing"), "file", "files")}…`;
   else if (states.length) {

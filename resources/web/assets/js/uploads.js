@@ -17,6 +17,9 @@ import { panelChanged, renderRow, renderUnfinished } from "./uploadpanel.js";
 const TUS_SCRIPT = "/assets/vendor/tus.min.js";
 const ENDPOINT = "/api/uploads";
 const CHUNK_BYTES = 8 * 1024 * 1024;
+// Files sent at once; the rest wait their turn. More would only share the same line, and each unfinished
+// upload holds a place at Vault (an account may hold 100), so a whole camera roll at once is fine.
+const PARALLEL = 3;
 const POLL_MS = 2000;
 const RETRY_DELAYS = [0, 1000, 3000, 5000, 10_000, 20_000, 30_000, 60_000];
 const STORAGE_PREFIX = "tus::";
@@ -154,11 +157,28 @@ export function addFiles(files) {
 
 /** `sharedKey`: the file's place in the share inbox, cleared once Vault has all of it. */
 function addFile(file, sharedKey = null) {
-  const row = { id: `upload-${++nextRow}`, file, name: file.name, size: file.size, sent: 0, state: "starting",
+  const row = { id: `upload-${++nextRow}`, file, name: file.name, size: file.size, sent: 0, state: "waiting",
     upload: null, url: null, timer: null, message: "", mediaId: null, sharedKey };
   rows.set(row.id, row);
   renderRow(row, actions);
-  start(row);
+  startNext();
+}
+
+/** Start waiting files, oldest first, while fewer than PARALLEL are being sent. */
+function startNext() {
+  let sending = allRows().filter((row) => row.state === "starting" || row.state === "uploading").length;
+  for (const row of allRows()) {
+    if (sending >= PARALLEL) return;
+    if (row.state !== "waiting") continue;
+    sending += 1;
+    if (row.upload) { // resumed after a pause: carry on with its own upload
+      update(row, "uploading", "");
+      row.upload.start();
+    } else {
+      update(row, "starting");
+      start(row);
+    }
+  }
 }
 
 const actions = {
@@ -170,8 +190,7 @@ const actions = {
   resume(row) {
     if (row.state !== "paused" || !row.upload) return;
     row.stalled = false;
-    update(row, "uploading");
-    row.upload.start();
+    update(row, "waiting", ""); // straight on when a place is free
   },
   cancel(row) {
     // Still sending: stop and delete what Vault holds of it. Already sent: only the row goes.
@@ -185,6 +204,7 @@ function update(row, state, message = row.message) {
   row.state = state;
   row.message = message;
   renderRow(row, actions);
+  if (state !== "starting" && state !== "uploading") startNext(); // a place may have come free
 }
 
 function remove(row) {
@@ -193,6 +213,7 @@ function remove(row) {
   rows.delete(row.id);
   $(row.id)?.remove();
   panelChanged(allRows());
+  startNext();
 }
 
 function forget(row) {
